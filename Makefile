@@ -1,0 +1,45 @@
+# The front door. `make demo` and `make test` are all a newcomer needs.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+TSTAMP  := $(VENV)/.installed-test
+
+.PHONY: install install-test demo test quick lint bench clean servers
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null
+	$(BIN)/pip install -q -e .
+	touch $(STAMP)
+
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(TSTAMP)
+
+install: $(STAMP)
+
+install-test: $(TSTAMP)
+
+# Servers the integration tests start as processes (no Docker here): ClickHouse server, Prometheus.
+servers:
+	bash scripts/install-servers.sh
+
+demo: install
+	$(BIN)/esup demo
+
+test: install-test servers
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+quick: install-test
+	$(BIN)/pytest -m "not slow and not server"
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install-test
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) data out .pytest_cache
