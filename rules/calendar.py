@@ -89,7 +89,9 @@ def _describe_years(years: Sequence[int]) -> str:
 class _YearOverride:
     __slots__ = ("year", "holidays", "workdays", "status", "source")
 
-    def __init__(self, year: int, holidays: frozenset[date], workdays: frozenset[date], status: str, source: str):
+    def __init__(
+        self, year: int, holidays: frozenset[date], workdays: frozenset[date], status: str, source: str
+    ):
         self.year = year
         self.holidays = holidays
         self.workdays = workdays
@@ -136,8 +138,8 @@ def _load_overrides(path: Path) -> dict[int, _YearOverride]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise CalendarConfigError(f"{path}: cannot read the calendar override file: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise CalendarConfigError(f"{path}: {exc}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # PyYAML raises ValueError for dates like 2027-02-30
+        raise CalendarConfigError(f"{path}: {exc} (dates must be YYYY-MM-DD)") from None
     if not isinstance(data, dict) or not isinstance(data.get("years", {}), dict):
         raise CalendarConfigError(f"{path}: expected a mapping with a 'years' mapping")
     result: dict[int, _YearOverride] = {}
@@ -184,7 +186,9 @@ def _library_years() -> tuple[int, ...]:
 def _library_flags(year: int) -> bytes:
     """Reads the library's public tables directly: 365 ``is_workday`` calls per year cost ~15 ms."""
     holidays, workdays = chinese_calendar.holidays, chinese_calendar.workdays
-    return bytes(1 if (d in workdays or (d.weekday() < 5 and d not in holidays)) else 0 for d in _days_of(year))
+    return bytes(
+        1 if (d in workdays or (d.weekday() < 5 and d not in holidays)) else 0 for d in _days_of(year)
+    )
 
 
 # ------------------------------------------------------------------------------------------- span
@@ -195,7 +199,9 @@ class _Span:
 
     __slots__ = ("lo", "hi", "base", "ndays", "work", "cum", "ords", "state", "source")
 
-    def __init__(self, lo: int, hi: int, year_flags: dict[int, bytes], state: dict[int, int], source: dict[int, Source]):
+    def __init__(
+        self, lo: int, hi: int, year_flags: dict[int, bytes], state: dict[int, int], source: dict[int, Source]
+    ):
         self.lo = lo
         self.hi = hi
         self.base = date(lo, 1, 1).toordinal()
@@ -288,7 +294,8 @@ class WorkCalendar:
         ov = self._overrides.get(year)
         if ov is not None:
             flags = bytes(
-                1 if (d in ov.workdays or (d.weekday() < 5 and d not in ov.holidays)) else 0 for d in _days_of(year)
+                1 if (d in ov.workdays or (d.weekday() < 5 and d not in ov.holidays)) else 0
+                for d in _days_of(year)
             )
             return flags, (_PROVISIONAL if ov.status == "provisional" else _OK), "override"
         if year in self._library:
@@ -477,7 +484,9 @@ class WorkCalendar:
     def china_date(instant: datetime) -> date:
         """The China date of an instant; a naive time is refused because its zone is a guess."""
         if instant.tzinfo is None or instant.utcoffset() is None:
-            raise ValueError(f"naive datetime {instant.isoformat()} has no UTC offset; cannot place it in China time")
+            raise ValueError(
+                f"naive datetime {instant.isoformat()} has no UTC offset; cannot place it in China time"
+            )
         return instant.astimezone(CHINA_TZ).date()
 
     def add_working_days(self, instant: datetime, n: int) -> datetime:
@@ -527,7 +536,9 @@ class WorkCalendar:
 def _china_position(instant: datetime) -> tuple[int, float]:
     """(China date ordinal, seconds into that day): exact day split without float drift."""
     if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"naive datetime {instant.isoformat()} has no UTC offset; cannot place it in China time")
+        raise ValueError(
+            f"naive datetime {instant.isoformat()} has no UTC offset; cannot place it in China time"
+        )
     delta = instant - _CHINA_EPOCH
     return delta.days + _CHINA_EPOCH_ORD, delta.seconds + delta.microseconds / 1e6
 
