@@ -1,4 +1,256 @@
-"""The supervision engine: (case state, event) -> (state, findings, notes); (case state, now) -> findings.
+"""The supervision engine: one pure function pair every driver calls.
 
-Work in progress: the API below is the contract the drivers (embedded, live, replay) code against.
+``apply(state, event)`` folds an event into a case and returns what it showed; ``advance(state, now)``
+lets time pass and returns the deadlines that ran out. No I/O, no wall clock, no globals: ``now``
+is always an argument, so the live stream, the embedded runner and an audit replay, given the same
+events, produce the same findings with the same ids.
+
+The engine takes ownership of the ``CaseState`` passed in and returns it updated (copying the state of
+every case on every event would cost more than all the rules together); callers keep one state per case.
 """
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from rules import fees, procedure, quality, timeouts
+from rules.calendar import WorkCalendar
+from rules.catalog import Catalog, CatalogSet, load_catalog
+from rules.clock import Clock, china_date
+from rules.config import RuleConfig, load_rule_config
+from rules.context import CaseContext, Deadline
+from rules.facts import CaseFacts
+from rules.findings import Finding, Note
+from rules.state import (
+    CaseState,
+    Derived,
+    Fact,
+    decode_state,
+    encode_state,
+    event_key,
+    fold,
+    take_info,
+    to_fact,
+)
+from schemas.events import Accepted, AnyEvent, Submitted
+
+__all__ = ["Engine", "Outcome", "CaseState", "encode_state", "decode_state"]
+
+Handler = Callable[[CaseContext, Fact], None]
+
+_EVENT_RULES: dict[str, list[Handler]] = {}
+for _module in (fees, procedure, quality):
+    for _type, _handlers in _module.ON_EVENT.items():
+        _EVENT_RULES.setdefault(_type, []).extend(_handlers)
+_ANY_RULES: list[Handler] = list(procedure.ON_ANY)
+_DEADLINE_RULES = (timeouts.deadlines, fees.deadlines, procedure.deadlines, quality.deadlines)
+
+_NO_INTAKE_OK = {"submitted", "accepted"}
+
+
+class Outcome(NamedTuple):
+    state: CaseState
+    findings: list[Finding]
+    notes: list[Note]
+
+
+class Engine:
+    def __init__(self, catalogs: CatalogSet | Catalog, calendar: WorkCalendar, config: RuleConfig):
+        self.catalogs = catalogs if isinstance(catalogs, CatalogSet) else CatalogSet.single(catalogs)
+        self.calendar = calendar
+        self.clock = Clock(calendar)
+        self.config = config
+
+    @classmethod
+    def default(cls, catalog_path: str | None = None, config_path: str | None = None) -> Engine:
+        """The shipped catalog, calendar and thresholds (or the files given)."""
+        return cls(CatalogSet.single(load_catalog(catalog_path)), WorkCalendar.default(),
+                   load_rule_config(config_path))
+
+    # -- the two pure steps -------------------------------------------------------------------
+
+    def new_state(self, case_id: str) -> CaseState:
+        return CaseState(case_id=case_id)
+
+    def apply(self, state: CaseState | None, event: AnyEvent) -> Outcome:
+        if state is None:
+            state = CaseState(case_id=event.case_id)
+        findings: list[Finding] = []
+        notes: list[Note] = []
+        key = event_key(event.event_id)
+        if state.has_seen(key):
+            notes.append(Note(kind="duplicate_event", case_id=state.case_id, event_id=event.event_id,
+                              message=f"event {event.event_id} was already applied; the repeat changes nothing"))
+            return Outcome(state, findings, notes)
+        state.mark_seen(key)
+        t = event.occurred_at.timestamp()
+        # Let time run up to this event first, as the world saw it (strictly before: an event at the
+        # very deadline instant still counts as in time).
+        self._fire_due(state, t, findings, strict=True)
+
+        if isinstance(event, (Submitted, Accepted)):
+            self._take_intake(state, event, notes)
+        elif state.d.submitted_t is None and state.d.accepted_t is None:
+            notes.append(Note(kind="no_intake", case_id=state.case_id, event_id=event.event_id,
+                              message=f"`{event.event_type}` for case {state.case_id} before any `submitted` or "
+                                      f"`accepted` event; kept, rules needing the item wait for the intake"))
+
+        fact = to_fact(event, state.seq)
+        state.seq += 1
+        facts = state.facts
+        if not facts or (facts[-1].t, facts[-1].seq) <= (fact.t, fact.seq):
+            facts.append(fact)
+            start = len(facts) - 1
+        else:
+            start = bisect.bisect_right([(f.t, f.seq) for f in facts], (fact.t, fact.seq))
+            facts.insert(start, fact)
+            state.d = Derived()
+            for f in facts[:start]:
+                fold(state.d, f)
+
+        ctx = self._context(state, findings)
+        for f in facts[start:]:
+            problem = fold(state.d, f)
+            if problem is not None and f is fact:
+                notes.append(Note(kind="impossible_transition", case_id=state.case_id, event_id=f.eid,
+                                  message=problem))
+            for rule in _EVENT_RULES.get(f.type, ()):
+                rule(ctx, f)
+            for rule in _ANY_RULES:
+                rule(ctx, f)
+
+        state.now = max(state.now, t)
+        self._fire_due(state, state.now, findings, strict=False)
+        return Outcome(state, findings, notes)
+
+    def advance(self, state: CaseState, now: datetime | float) -> Outcome:
+        """Let the case's clock run to ``now``; deadlines that passed fire with ``fired_at`` = deadline."""
+        t = now.timestamp() if isinstance(now, datetime) else float(now)
+        findings: list[Finding] = []
+        if t > state.now:
+            state.now = t
+        self._fire_due(state, t, findings, strict=False)
+        return Outcome(state, findings, [])
+
+    def next_due(self, state: CaseState) -> datetime | None:
+        """The earliest pending clock deadline: drivers keep an index of these instead of scanning cases."""
+        if state.next_due is None:
+            return None
+        from datetime import UTC
+        return datetime.fromtimestamp(state.next_due, UTC)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _catalog_for(self, state: CaseState) -> Catalog | None:
+        v = state.info.catalog_version
+        return self.catalogs.version(v) if v is not None else None
+
+    def _context(self, state: CaseState, out: list[Finding]) -> CaseContext:
+        return CaseContext(state, self._catalog_for(state), self.clock, self.config, out)
+
+    def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note]) -> None:
+        info = state.info
+        take_info(info, event)
+        if isinstance(event, Accepted) or info.catalog_version is None:
+            cat = self.catalogs.in_force(china_date(event.occurred_at.timestamp()))
+            info.catalog_version = cat.version
+        cat = self.catalogs.version(info.catalog_version)
+        if info.item_code is not None and cat is not None and cat.item(info.item_code) is None:
+            notes.append(Note(kind="unknown_item", case_id=state.case_id, event_id=event.event_id,
+                              message=f"item code {info.item_code!r} is not in catalog {cat.version}; only the "
+                                      f"statutory, intake and quality rules apply to case {state.case_id}"))
+
+    def deadlines(self, state: CaseState) -> list[Deadline]:
+        out: list[Deadline] = []
+        ctx = self._context(state, [])
+        for rule in _DEADLINE_RULES:
+            rule(ctx, out)
+        return out
+
+    def _fire_due(self, state: CaseState, now: float, findings: list[Finding], *, strict: bool) -> None:
+        nd = state.next_due
+        if nd is not None and (nd > now or (strict and nd == now)):
+            return  # nothing can be due yet; the cached instant was computed from the same facts
+        ctx = self._context(state, findings)
+        pending: float | None = None
+        for dl in self.deadlines(state):
+            if dl.satisfied is not None and dl.satisfied <= dl.at:
+                continue
+            key = f"{dl.rule}|{dl.occurrence}"
+            if state.has_fired(key):
+                continue
+            if dl.at < now or (dl.at == now and not strict):
+                message, basis = dl.render()
+                ctx.raise_finding(dl.rule, dl.occurrence, dl.at, message, basis, officer=dl.officer,
+                                  deadline=dl.at)
+            elif pending is None or dl.at < pending:
+                pending = dl.at
+        state.next_due = pending
+
+    # -- facts for storage ---------------------------------------------------------------------
+
+    def facts(self, state: CaseState) -> CaseFacts:
+        from datetime import UTC
+
+        def ts(x: float | None) -> datetime | None:
+            return datetime.fromtimestamp(x, UTC) if x is not None else None
+
+        d, info = state.d, state.info
+        cat = self._catalog_for(state)
+        item = cat.item(info.item_code) if cat is not None else None
+        promised_due = statutory_due = None
+        for dl in self.deadlines(state):
+            if dl.rule == "TIMEOUT.PROMISED_OVERDUE":
+                promised_due = dl.at
+            elif dl.rule == "TIMEOUT.STATUTORY_OVERDUE":
+                statutory_due = dl.at
+            elif dl.rule == "PROCEDURE.ON_THE_SPOT_LATE":
+                promised_due = dl.at
+        start = timeouts.clock_start(self._context(state, []))
+        on_time = None
+        if d.completed_t is not None:
+            on_time = promised_due is None or d.completed_t <= promised_due
+        if d.withdrawn_t is not None:
+            status = "withdrawn"
+        elif d.rejected_t is not None:
+            status = "rejected"
+        elif d.completed_t is not None:
+            status = "completed"
+        elif d.decided_t is not None:
+            status = "decided"
+        elif d.open_pause is not None:
+            status = "paused"
+        elif d.accepted_t is not None:
+            status = "accepted"
+        elif d.submitted_t is not None:
+            status = "submitted"
+        else:
+            status = "unknown"
+        officers = tuple(sorted({f.officer for f in state.facts if f.officer}))
+        paused_days = 0
+        if d.pauses:
+            from rules.clock import pause_view
+            pv = pause_view(d)
+            paused_days = sum(1 for day in pv.dates if self.calendar.is_working_day(day))
+        return CaseFacts(
+            case_id=state.case_id, version=len(state.facts), status=status,
+            item_code=info.item_code, item_name=item.name if item else None, item_kind=item.kind if item else None,
+            department=info.department or (item.department if item else None),
+            window=info.window or (item.window if item else None), region_code=info.region_code,
+            catalog_version=info.catalog_version, applicant_name=info.applicant_name,
+            applicant_id_number=info.applicant_id_number, applicant_phone=info.applicant_phone,
+            officers=officers, submitted_at=ts(d.submitted_t), accepted_at=ts(d.accepted_t),
+            clock_start_at=ts(start[1]) if start else None,
+            promised_due_at=ts(promised_due), statutory_due_at=ts(statutory_due),
+            decided_at=ts(d.decided_t), outcome=d.outcome, completed_at=ts(d.completed_t),
+            delivered_at=ts(d.delivered_t), paused_working_days=paused_days,
+            supplement_count=d.supplement_count, extension_days=d.extension_days,
+            fee_assessed=Decimal(d.assessed_total), fee_paid=Decimal(d.paid_total),
+            fee_waived=Decimal(d.waived_total), fee_refunded=Decimal(d.refunded_total),
+            rating_level=d.ratings[-1][2] if d.ratings else None, complaint_count=len(d.complaints),
+            on_time=on_time, last_event_at=ts(d.last_t) or datetime.fromtimestamp(0, UTC),
+        )

@@ -1,0 +1,94 @@
+"""The case clock: working-day deadlines with paused dates, as docs/rules.md defines them.
+
+Everything here is China-date arithmetic on top of the working-day calendar. Instants are UTC epoch
+seconds (floats) because the engine compares them millions of times; dates are ``datetime.date``.
+A pause from t0 to t1 covers the dates (D(t0), D(t1)]; a pause not yet ended makes every deadline
+that falls after its start unknown (None) until it ends.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from functools import lru_cache
+
+from rules.calendar import WorkCalendar
+from rules.state import Derived
+
+_UTC8 = 8 * 3600
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def china_date(t: float) -> date:
+    return date.fromordinal(int((t + _UTC8) // 86400) + _EPOCH_ORDINAL)
+
+
+def start_of(d: date) -> float:
+    """00:00 China time of ``d``, as epoch seconds."""
+    return (d.toordinal() - _EPOCH_ORDINAL) * 86400 - _UTC8
+
+
+def end_of(d: date) -> float:
+    """24:00 China time of ``d`` (00:00 of the next day), as epoch seconds."""
+    return start_of(d) + 86400
+
+
+class PauseView:
+    """The paused dates of a case, and where an unfinished pause begins."""
+
+    __slots__ = ("dates", "open_from")
+
+    def __init__(self, dates: frozenset[date], open_from: date | None):
+        self.dates = dates
+        self.open_from = open_from
+
+
+_NO_PAUSE = PauseView(frozenset(), None)
+
+
+def pause_view(d: Derived, kinds: tuple[str, ...] = ("supplement", "suspension")) -> PauseView:
+    if not d.pauses:
+        return _NO_PAUSE
+    dates: set[date] = set()
+    open_from: date | None = None
+    for p in d.pauses:
+        if p.kind not in kinds:
+            continue
+        d0 = china_date(p.start)
+        if p.end is None:
+            open_from = d0 if open_from is None else min(open_from, d0)
+            continue
+        d1 = china_date(p.end)
+        day = d0 + timedelta(days=1)
+        while day <= d1:
+            dates.add(day)
+            day += timedelta(days=1)
+    if not dates and open_from is None:
+        return _NO_PAUSE
+    return PauseView(frozenset(dates), open_from)
+
+
+class Clock:
+    """Working-day arithmetic bound to one calendar, memoised (deadlines repeat across cases)."""
+
+    def __init__(self, calendar: WorkCalendar):
+        self.calendar = calendar
+        self._nth = lru_cache(maxsize=1 << 16)(self._nth_uncached)
+
+    def _nth_uncached(self, day: date, n: int, paused: frozenset[date]) -> date:
+        return self.calendar.nth_working_day_after(day, n, paused)
+
+    def nth(self, day: date, n: int, pauses: PauseView = _NO_PAUSE) -> date | None:
+        """WD#n after ``day`` skipping paused dates; None while an unfinished pause hides it."""
+        if not pauses.dates:
+            result = self._nth(day, n, frozenset())
+        else:
+            result = self._nth(day, n, pauses.dates)
+        if pauses.open_from is not None and result > pauses.open_from:
+            return None
+        return result
+
+    def working_days_between(self, a: date, b: date) -> int:
+        return self.calendar.working_days_between(a, b)
+
+    def is_working_day(self, day: date) -> bool:
+        return self.calendar.is_working_day(day)

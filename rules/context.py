@@ -1,0 +1,98 @@
+"""What a rule sees while it judges one case: the case, its catalog entry, the clock and thresholds.
+
+Rules raise findings through ``CaseContext.raise_finding``, which is the one place that makes a
+finding fire once per occurrence and gives it its deterministic id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from rules.catalog import Catalog, Item
+from rules.clock import Clock, china_date
+from rules.config import RuleConfig
+from rules.findings import Finding, finding_id
+from rules.registry import RULES
+from rules.state import CaseState, Derived
+from schemas.events import CHINA_TZ
+
+
+class Deadline(NamedTuple):
+    """A clock rule's pending deadline: fires once ``now >= at`` unless satisfied at or before ``at``."""
+
+    rule: str
+    occurrence: str
+    at: float
+    satisfied: float | None
+    render: Callable[[], tuple[str, str]]  # -> (message, basis), built only when it fires
+    officer: str | None = None
+
+
+def fmt_day(t: float) -> str:
+    return china_date(t).isoformat()
+
+
+def fmt_time(t: float) -> str:
+    """China local time; a day-end deadline reads as "YYYY-MM-DD 24:00", the way limits are announced."""
+    local = datetime.fromtimestamp(t, CHINA_TZ)
+    if local.hour == 0 and local.minute == 0 and local.second == 0:
+        return datetime.fromtimestamp(t - 1, CHINA_TZ).strftime("%Y-%m-%d 24:00")
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+class CaseContext:
+    __slots__ = ("state", "catalog", "item", "clock", "config", "out")
+
+    def __init__(self, state: CaseState, catalog: Catalog | None, clock: Clock, config: RuleConfig,
+                 out: list[Finding]):
+        self.state = state
+        self.catalog = catalog
+        self.item: Item | None = catalog.item(state.info.item_code) if catalog is not None else None
+        self.clock = clock
+        self.config = config
+        self.out = out
+
+    @property
+    def d(self) -> Derived:
+        return self.state.d
+
+    def item_label(self) -> str:
+        it = self.item
+        if it is not None:
+            return f"{it.name}（{it.code}）"
+        return f"事项{self.state.info.item_code or '未知'}"
+
+    def catalog_basis(self, what: str) -> str:
+        version = self.catalog.version if self.catalog is not None else "?"
+        code = self.state.info.item_code or "?"
+        return f"事项目录 {version} · {code} · {what}"
+
+    def raise_finding(self, rule: str, occurrence: str, at: float, message: str, basis: str, *,
+                      officer: str | None = None, event_id: str | None = None,
+                      deadline: float | None = None) -> None:
+        key = f"{rule}|{occurrence}"
+        st = self.state
+        if st.has_fired(key):
+            return
+        st.mark_fired(key)
+        info = st.info
+        self.out.append(Finding(
+            finding_id=finding_id(st.case_id, rule, occurrence),
+            rule=rule,
+            severity=RULES[rule].severity,
+            case_id=st.case_id,
+            item_code=info.item_code,
+            department=info.department,
+            window=info.window,
+            region_code=info.region_code,
+            officer_id=officer,
+            fired_at=datetime.fromtimestamp(at, UTC),
+            message=message,
+            basis=basis,
+            catalog_version=info.catalog_version,
+            occurrence=occurrence,
+            deadline=datetime.fromtimestamp(deadline, UTC) if deadline is not None else None,
+            event_id=event_id,
+        ))

@@ -1,0 +1,116 @@
+"""Fee rules (违规收费): charges without basis, above standard, in cash, twice, unrefunded, unpaid.
+
+票款分离 is the principle behind several of them: the window issues a payment notice and the bank
+collects, so money never passes through an officer's hands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rules.clock import china_date, end_of
+from rules.context import CaseContext, Deadline, fmt_time
+from rules.state import Fact
+
+PRICE_LAW = "《行政事业性收费标准管理办法》"
+
+
+def _fmt(amount: object) -> str:
+    return f"{amount}元"
+
+
+def on_fee_charged(ctx: CaseContext, f: Fact) -> None:
+    """fee_assessed / fee_paid: is there a basis for the fee, and is it within the standard?"""
+    item = ctx.item
+    if item is None:
+        return
+    verb = "开具收费通知" if f.type == "fee_assessed" else "收取费用"
+    fee = item.fee(f.s1 or "")
+    if fee is None:
+        why = "该事项不收费" if not item.fees else f"收费项目{f.s1}不在该事项收费目录中"
+        ctx.raise_finding("FEE.NO_BASIS", f.eid, f.t,
+                          f"{ctx.item_label()}{fmt_time(f.t)}{verb}{_fmt(f.num)}（收费代码{f.s1}），{why}，属无依据收费。",
+                          ctx.catalog_basis("收费目录：" + ("无收费项目" if not item.fees else
+                                                         "、".join(x.code for x in item.fees))),
+                          officer=f.officer, event_id=f.eid)
+    elif f.num is not None and f.num > fee.amount:
+        ctx.raise_finding("FEE.OVER_STANDARD", f.eid, f.t,
+                          f"{ctx.item_label()}「{fee.name}」{verb}{_fmt(f.num)}，超过收费标准{_fmt(fee.amount)}。",
+                          ctx.catalog_basis(f"收费标准 {fee.code} {fee.name} {fee.amount}元"
+                                            + (f"（{fee.basis}）" if fee.basis else "")),
+                          officer=f.officer, event_id=f.eid)
+    if f.type == "fee_assessed" and ctx.d.assessed.get(f.s1 or "", 0) >= 2:
+        ctx.raise_finding("FEE.DUPLICATE", f.eid, f.t,
+                          f"{ctx.item_label()}收费项目{f.s1}在同一办件中第{ctx.d.assessed[f.s1 or '']}次开具收费通知，属重复收费。",
+                          PRICE_LAW, officer=f.officer, event_id=f.eid)
+
+
+def on_fee_paid(ctx: CaseContext, f: Fact) -> None:
+    on_fee_charged(ctx, f)
+    if f.s2 == "window_cash":
+        ctx.raise_finding("FEE.CASH_AT_WINDOW", f.eid, f.t,
+                          f"{ctx.item_label()}{fmt_time(f.t)}在窗口以现金收取{_fmt(f.num)}（收费代码{f.s1}），"
+                          f"违反票款分离规定（窗口开票、银行收款）。",
+                          "《罚款决定与罚款收缴分离实施办法》及非税收入票款分离规定",
+                          officer=f.officer, event_id=f.eid)
+
+
+def on_fee_waived(ctx: CaseContext, f: Fact) -> None:
+    if not f.s2:
+        ctx.raise_finding("FEE.WAIVER_UNAPPROVED", f.eid, f.t,
+                          f"{ctx.item_label()}{fmt_time(f.t)}减免{_fmt(f.num)}（收费代码{f.s1}），无减免审批文号。",
+                          PRICE_LAW + "关于减免须经批准的规定", officer=f.officer, event_id=f.eid)
+
+
+def on_completed(ctx: CaseContext, f: Fact) -> None:
+    d = ctx.d
+    if f.t != d.completed_t or ctx.item is None:
+        return
+    if d.assessed_total or d.paid_total or d.waived_total:
+        settled = d.paid_total + d.waived_total
+        if settled != d.assessed_total:
+            ctx.raise_finding("FEE.AMOUNT_MISMATCH", "completion", f.t,
+                              f"{ctx.item_label()}办结时应收{_fmt(d.assessed_total)}，实收{_fmt(d.paid_total)}"
+                              f"、减免{_fmt(d.waived_total)}，合计{_fmt(settled)}，与应收不符。",
+                              PRICE_LAW, officer=f.officer, event_id=f.eid)
+
+
+def on_delivered(ctx: CaseContext, f: Fact) -> None:
+    d = ctx.d
+    if f.t != d.delivered_t:
+        return
+    unpaid = [c for c in d.assessed if c not in d.settled_codes]
+    if unpaid:
+        ctx.raise_finding("FEE.DELIVERED_UNPAID", f.eid, f.t,
+                          f"{ctx.item_label()}{fmt_time(f.t)}出证送达时，收费项目{'、'.join(unpaid)}尚未缴费或减免。",
+                          "票款分离规定：先缴费、后出证", officer=f.officer, event_id=f.eid)
+
+
+ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {
+    "fee_assessed": [on_fee_charged],
+    "fee_paid": [on_fee_paid],
+    "fee_waived": [on_fee_waived],
+    "completed": [on_completed],
+    "delivered": [on_delivered],
+}
+
+
+def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
+    """FEE.NOT_REFUNDED: money kept after the case ended without a grant."""
+    d = ctx.d
+    if d.paid_total <= 0:
+        return
+    ends = [t for t in (d.rejected_t, d.withdrawn_t, d.decided_t if d.outcome == "denied" else None) if t is not None]
+    if not ends:
+        return
+    t_end = min(ends)
+    days = ctx.config.refund_days
+    day = ctx.clock.nth(china_date(t_end), days)
+    if day is None:
+        return
+    at = end_of(day)
+    out.append(Deadline(
+        "FEE.NOT_REFUNDED", "refund", at, d.refunded_t,
+        lambda: (f"{ctx.item_label()}已于{fmt_time(t_end)}终止（不予受理/不予许可/撤回），已收{_fmt(d.paid_total)}，"
+                 f"应在{days}个工作日内（{fmt_time(at)}前）退还，逾期未退。", PRICE_LAW),
+    ))

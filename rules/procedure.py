@@ -1,0 +1,154 @@
+"""Procedure rules (程序异常): skipped or reordered steps, one officer on both sides, late or odd records.
+
+Step rules compare the case with the catalog's required steps of the catalog version in force when
+the case was accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rules.clock import china_date, end_of
+from rules.context import CaseContext, Deadline, fmt_time
+from rules.registry import LAW
+from rules.state import Fact
+from schemas.events import CHINA_TZ
+
+
+def on_close(ctx: CaseContext, f: Fact) -> None:
+    """The first decided/completed: were all steps done, and was the case ever accepted?"""
+    d = ctx.d
+    if f.eid != d.close_eid:
+        return
+    what = "作出决定" if f.type == "decided" else "办结"
+    if d.accepted_t is None:
+        ctx.raise_finding("PROCEDURE.NOT_ACCEPTED", "not_accepted", f.t,
+                          f"{ctx.item_label()}于{fmt_time(f.t)}{what}，但没有受理记录。",
+                          f"{LAW}第三十二条", officer=f.officer, event_id=f.eid)
+    item = ctx.item
+    if item is not None:
+        missing = [s for s in item.steps if s not in d.steps]
+        if missing:
+            ctx.raise_finding("PROCEDURE.SKIPPED_STEP", "skipped", f.t,
+                              f"{ctx.item_label()}于{fmt_time(f.t)}{what}，缺少必经环节：{'、'.join(missing)}"
+                              f"（规定环节：{'→'.join(item.steps)}）。",
+                              ctx.catalog_basis("办理环节 " + "→".join(item.steps)),
+                              officer=f.officer, event_id=f.eid)
+
+
+def on_step(ctx: CaseContext, f: Fact) -> None:
+    d = ctx.d
+    item = ctx.item
+    step = f.s1 or ""
+    if item is None or step not in item.steps:
+        return
+    first = d.steps.get(step)
+    if first is None or first[0] != f.t:
+        return
+    later = item.steps[item.steps.index(step) + 1:]
+    early = [s for s in later if s in d.steps and d.steps[s][0] < f.t]
+    if early:
+        ctx.raise_finding("PROCEDURE.OUT_OF_ORDER", step, f.t,
+                          f"{ctx.item_label()}「{step}」于{fmt_time(f.t)}完成，但其后的环节{'、'.join(early)}已先行完成"
+                          f"（规定顺序：{'→'.join(item.steps)}）。",
+                          ctx.catalog_basis("办理环节 " + "→".join(item.steps)), officer=f.officer, event_id=f.eid)
+    for a, b in item.separate_officers:
+        if step not in (a, b):
+            continue
+        other = d.steps.get(b if step == a else a)
+        if other is None or other[0] > f.t or f.officer is None or other[1] != f.officer:
+            continue
+        ctx.raise_finding("PROCEDURE.SAME_OFFICER", f"{a}/{b}", f.t,
+                          f"{ctx.item_label()}「{a}」与「{b}」由同一经办人{f.officer}完成，违反审批分离。",
+                          ctx.catalog_basis(f"审批分离 {a}/{b}"), officer=f.officer, event_id=f.eid)
+
+
+def on_supplement(ctx: CaseContext, f: Fact) -> None:
+    if ctx.d.supplement_count == 2:
+        ctx.raise_finding("PROCEDURE.REPEATED_SUPPLEMENT", "repeat", f.t,
+                          f"{ctx.item_label()}于{fmt_time(f.t)}第二次要求补正材料，未做到一次性告知。",
+                          f"{LAW}第三十二条（一次性告知）", officer=f.officer, event_id=f.eid)
+
+
+def on_completed(ctx: CaseContext, f: Fact) -> None:
+    d = ctx.d
+    item = ctx.item
+    if f.t != d.completed_t or item is None or item.min_minutes is None or d.accepted_t is None:
+        return
+    minutes = (f.t - d.accepted_t) / 60
+    if minutes < item.min_minutes:
+        ctx.raise_finding("PROCEDURE.TOO_FAST", "too_fast", f.t,
+                          f"{ctx.item_label()}受理后{minutes:.0f}分钟即办结，短于合理最短办理时间{item.min_minutes}分钟。",
+                          ctx.catalog_basis(f"最短办理时间 {item.min_minutes}分钟"), officer=f.officer, event_id=f.eid)
+
+
+def _hhmm(text: str) -> int:
+    h, m = text.split(":")
+    return int(h) * 60 + int(m)
+
+
+def on_decision(ctx: CaseContext, f: Fact) -> None:
+    cfg = ctx.config
+    if f.type == "step_completed" and f.s1 not in cfg.off_hours_steps:
+        return
+    local = datetime.fromtimestamp(f.t, CHINA_TZ)
+    minute = local.hour * 60 + local.minute
+    night = minute >= _hhmm(cfg.off_hours_start) or minute < _hhmm(cfg.off_hours_end)
+    holiday = not ctx.clock.is_working_day(local.date())
+    if night or holiday:
+        what = "作出决定" if f.type == "decided" else f"完成「{f.s1}」"
+        when = "非工作日" if holiday else "夜间"
+        ctx.raise_finding("PROCEDURE.OFF_HOURS", f.eid, f.t,
+                          f"{ctx.item_label()}于{when}{fmt_time(f.t)}{what}"
+                          f"（工作时间外：{cfg.off_hours_start}至次日{cfg.off_hours_end}及非工作日）。",
+                          "政务服务中心工作时间与审批留痕规定（本地配置）", officer=f.officer, event_id=f.eid)
+
+
+def on_after_completion(ctx: CaseContext, f: Fact) -> None:
+    done = ctx.d.completed_t
+    if done is not None and f.t > done:
+        ctx.raise_finding("PROCEDURE.AFTER_COMPLETION", f.eid, f.t,
+                          f"{ctx.item_label()}已于{fmt_time(done)}办结，{fmt_time(f.t)}又记录了「{f.type}」操作。",
+                          "办件信息办结后不得变更（审批留痕）", officer=f.officer, event_id=f.eid)
+
+
+def on_any(ctx: CaseContext, f: Fact) -> None:
+    """PROCEDURE.BACKDATED: recorded long after it happened (补录)."""
+    if f.rec is None:
+        return
+    tol = ctx.config.backdate_tolerance_hours
+    if f.rec - f.t > tol * 3600:
+        hours = (f.rec - f.t) / 3600
+        ctx.raise_finding("PROCEDURE.BACKDATED", f.eid, f.t,
+                          f"{ctx.item_label()}「{f.type}」发生于{fmt_time(f.t)}，却在{fmt_time(f.rec)}才录入系统"
+                          f"（晚{hours:.0f}小时，容忍{tol}小时），疑似补录。",
+                          "审批过程实时留痕规定（本地配置容忍时间）", officer=f.officer, event_id=f.eid)
+
+
+_AFTER = [on_after_completion]
+ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {
+    "decided": [on_close, on_decision, *_AFTER],
+    "completed": [on_close, on_completed],
+    "step_completed": [on_step, on_decision, *_AFTER],
+    "supplement_requested": [on_supplement],
+    "fee_assessed": _AFTER,
+    "fee_paid": _AFTER,
+    "fee_waived": _AFTER,
+}
+ON_ANY = [on_any]
+
+
+def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
+    """PROCEDURE.ON_THE_SPOT_LATE: a 即办件 must be done the day it is accepted."""
+    d = ctx.d
+    item = ctx.item
+    if item is None or item.kind != "on_the_spot" or d.accepted_t is None:
+        return
+    acc = d.accepted_t
+    at = end_of(china_date(acc))
+    out.append(Deadline(
+        "PROCEDURE.ON_THE_SPOT_LATE", "on_the_spot", at, d.terminal_t,
+        lambda: (f"{ctx.item_label()}为即办件，于{fmt_time(acc)}受理，应当日办结，当日未办结。",
+                 ctx.catalog_basis("即办件 当场办结")),
+    ))

@@ -1,0 +1,316 @@
+"""Case state: the compact history of one case and what it implies, as plain serialisable data.
+
+The state keeps each distinct event as a small ``Fact`` sorted by event time, and a ``Derived``
+summary built by folding those facts in order. An event that arrives in order is folded onto the
+summary (cheap); one that arrives out of order is inserted and the summary is rebuilt from the
+facts, so rules always see the case as it happened in event time. One fold function serves both.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from decimal import Decimal
+
+import msgspec
+
+from schemas.events import (
+    Accepted,
+    AnyEvent,
+    ComplaintFiled,
+    ComplaintResolved,
+    Decided,
+    ExtensionGranted,
+    FeeAssessed,
+    FeePaid,
+    FeeRefunded,
+    FeeWaived,
+    Rated,
+    StepCompleted,
+    Submitted,
+    Suspended,
+)
+
+STATE_VERSION = 1
+ZERO = Decimal(0)
+
+
+def event_key(event_id: str) -> int:
+    """A stable 64-bit key for duplicate detection (Python's ``hash`` of str changes per process)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+class Fact(msgspec.Struct, array_like=True, gc=False):
+    """One applied event, reduced to what rules read. ``t`` and ``rec`` are UTC epoch seconds."""
+
+    t: float
+    seq: int  # arrival order, breaks ties between events at the same instant deterministically
+    type: str
+    eid: str
+    officer: str | None = None
+    s1: str | None = None  # step | procedure | fee_code | outcome | complaint_id
+    s2: str | None = None  # channel | approval_ref
+    num: Decimal | int | None = None  # amount | planned_days | extension days | rating level
+    rec: float | None = None  # recorded_at
+
+
+class CaseInfo(msgspec.Struct, array_like=True):
+    """Who and what the case is about: taken from ``accepted``, else ``submitted``."""
+
+    item_code: str | None = None
+    department: str | None = None
+    window: str | None = None
+    region_code: str | None = None
+    applicant_name: str | None = None
+    applicant_id_number: str | None = None
+    applicant_phone: str | None = None
+    due_at: float | None = None
+    from_accepted: bool = False
+    catalog_version: str | None = None
+
+
+class Pause(msgspec.Struct, array_like=True):
+    kind: str  # supplement | suspension
+    start: float
+    end: float | None
+    eid: str
+    planned_days: int | None = None
+
+
+class Derived(msgspec.Struct, array_like=True):
+    """What the facts folded so far imply. Rebuilt from facts whenever an event arrives out of order."""
+
+    submitted_t: float | None = None
+    accepted_t: float | None = None
+    rejected_t: float | None = None
+    withdrawn_t: float | None = None
+    decided_t: float | None = None
+    outcome: str | None = None
+    completed_t: float | None = None
+    delivered_t: float | None = None
+    close_eid: str | None = None  # the first decided/completed event (SKIPPED_STEP, NOT_ACCEPTED fire there)
+    pauses: list[Pause] = []
+    supplement_count: int = 0
+    extension_days: int = 0
+    extension_count: int = 0
+    steps: dict[str, tuple[float, str | None]] = {}  # first completion of each step: (t, officer)
+    assessed: dict[str, int] = {}  # fee code -> times assessed
+    assessed_total: Decimal = ZERO
+    paid_total: Decimal = ZERO
+    waived_total: Decimal = ZERO
+    refunded_total: Decimal = ZERO
+    settled_codes: list[str] = []  # fee codes paid or waived
+    refunded_t: float | None = None  # when refunds first covered what was paid
+    ratings: list[tuple[float, str, int]] = []  # (t, eid, level)
+    rating_resolved: list[float] = []
+    complaints: list[tuple[float, str, str | None]] = []  # (t, eid, complaint_id)
+    complaint_resolved: list[tuple[float, str | None]] = []
+    last_t: float = 0.0
+
+    @property
+    def terminal_t(self) -> float | None:
+        """When the case's timeout clock stopped for good (办结, 撤回, 不予受理)."""
+        ts = [t for t in (self.completed_t, self.withdrawn_t, self.rejected_t) if t is not None]
+        return min(ts) if ts else None
+
+    @property
+    def open_pause(self) -> Pause | None:
+        for p in self.pauses:
+            if p.end is None:
+                return p
+        return None
+
+
+class CaseState(msgspec.Struct):
+    case_id: str
+    v: int = STATE_VERSION
+    info: CaseInfo = msgspec.field(default_factory=CaseInfo)
+    facts: list[Fact] = []
+    seen: list[int] = []  # event keys applied, sorted (bisect) — duplicates change nothing
+    fired: list[str] = []  # "RULE|occurrence" of findings already raised, sorted
+    d: Derived = msgspec.field(default_factory=Derived)
+    now: float = 0.0  # the clock has been advanced to here
+    next_due: float | None = None  # earliest pending clock deadline (cached for drivers' indexes)
+    seq: int = 0
+
+    def has_seen(self, key: int) -> bool:
+        i = bisect.bisect_left(self.seen, key)
+        return i < len(self.seen) and self.seen[i] == key
+
+    def mark_seen(self, key: int) -> None:
+        bisect.insort(self.seen, key)
+
+    def has_fired(self, key: str) -> bool:
+        i = bisect.bisect_left(self.fired, key)
+        return i < len(self.fired) and self.fired[i] == key
+
+    def mark_fired(self, key: str) -> None:
+        bisect.insort(self.fired, key)
+
+
+def to_fact(ev: AnyEvent, seq: int) -> Fact:
+    """Reduce an event to the fields rules read."""
+    rec = ev.recorded_at.timestamp() if ev.recorded_at is not None else None
+    f = Fact(t=ev.occurred_at.timestamp(), seq=seq, type=ev.event_type, eid=ev.event_id,
+             officer=ev.officer_id, rec=rec)
+    if isinstance(ev, StepCompleted):
+        f.s1 = ev.step
+    elif isinstance(ev, Suspended):
+        f.s1, f.num = ev.procedure, ev.planned_days
+    elif isinstance(ev, ExtensionGranted):
+        f.num, f.s2 = ev.days, ev.approved_by
+    elif isinstance(ev, FeeAssessed):
+        f.s1, f.num = ev.fee_code, ev.amount
+    elif isinstance(ev, FeePaid):
+        f.s1, f.num, f.s2 = ev.fee_code, ev.amount, ev.channel
+    elif isinstance(ev, FeeWaived):
+        f.s1, f.num, f.s2 = ev.fee_code, ev.amount, ev.approval_ref
+    elif isinstance(ev, FeeRefunded):
+        f.s1, f.num = ev.fee_code, ev.amount
+    elif isinstance(ev, Decided):
+        f.s1 = ev.outcome
+    elif isinstance(ev, Rated):
+        f.num = ev.level
+    elif isinstance(ev, (ComplaintFiled, ComplaintResolved)):
+        f.s1 = ev.complaint_id
+    return f
+
+
+def take_info(info: CaseInfo, ev: Submitted | Accepted) -> None:
+    """Case identity from intake events; ``accepted`` wins over ``submitted`` field by field."""
+    if info.from_accepted and isinstance(ev, Submitted):
+        fill_only = True
+    else:
+        fill_only = False
+    for name in ("item_code", "department", "window", "region_code"):
+        value = getattr(ev, name)
+        if value is not None and (not fill_only or getattr(info, name) is None):
+            setattr(info, name, value)
+    a = ev.applicant
+    if a is not None:
+        for src, dst in (("name", "applicant_name"), ("id_number", "applicant_id_number"), ("phone", "applicant_phone")):
+            value = getattr(a, src)
+            if value is not None and (not fill_only or getattr(info, dst) is None):
+                setattr(info, dst, value)
+    if isinstance(ev, Accepted):
+        info.from_accepted = True
+        if ev.due_at is not None:
+            info.due_at = ev.due_at.timestamp()
+
+
+def fold(d: Derived, f: Fact) -> str | None:
+    """Apply one fact to the summary, in event-time order. Returns a note for an impossible transition."""
+    d.last_t = max(d.last_t, f.t)
+    typ = f.type
+    note: str | None = None
+    if d.withdrawn_t is not None and typ not in ("fee_refunded", "rated", "rating_resolved", "complaint_filed",
+                                                 "complaint_resolved", "withdrawn"):
+        note = f"`{typ}` after the case was withdrawn (撤回)"
+    if typ == "submitted":
+        if d.submitted_t is None:
+            d.submitted_t = f.t
+    elif typ == "accepted":
+        if d.accepted_t is None:
+            d.accepted_t = f.t
+        else:
+            note = "a second `accepted` for the same case"
+        if d.completed_t is not None:
+            note = "`accepted` after the case was completed"
+    elif typ == "intake_rejected":
+        if d.rejected_t is None:
+            d.rejected_t = f.t
+    elif typ == "supplement_requested":
+        d.supplement_count += 1
+        if d.open_pause is not None and d.open_pause.kind == "supplement":
+            note = "`supplement_requested` while a supplement is already outstanding"
+        else:
+            d.pauses.append(Pause(kind="supplement", start=f.t, end=None, eid=f.eid))
+    elif typ == "supplement_received":
+        p = _open(d, "supplement")
+        if p is None:
+            note = "`supplement_received` without an outstanding `supplement_requested`"
+        else:
+            p.end = f.t
+    elif typ == "suspended":
+        if _open(d, "suspension") is not None:
+            note = "`suspended` while already suspended"
+        else:
+            d.pauses.append(Pause(kind="suspension", start=f.t, end=None, eid=f.eid,
+                                  planned_days=f.num if isinstance(f.num, int) else None))
+    elif typ == "resumed":
+        p = _open(d, "suspension")
+        if p is None:
+            note = "`resumed` without a `suspended`"
+        else:
+            p.end = f.t
+    elif typ == "extension_granted":
+        d.extension_count += 1
+        if d.extension_count == 1:
+            d.extension_days = int(f.num or 0)
+        else:
+            note = "a second `extension_granted`: 第42条 allows one extension; ignored"
+    elif typ == "step_completed":
+        if f.s1 not in d.steps:
+            d.steps[f.s1] = (f.t, f.officer)  # type: ignore[index]
+    elif typ == "fee_assessed":
+        d.assessed[f.s1] = d.assessed.get(f.s1, 0) + 1  # type: ignore[index]
+        d.assessed_total += f.num  # type: ignore[operator]
+    elif typ == "fee_paid":
+        d.paid_total += f.num  # type: ignore[operator]
+        if f.s1 not in d.settled_codes:
+            d.settled_codes.append(f.s1)  # type: ignore[arg-type]
+    elif typ == "fee_waived":
+        d.waived_total += f.num  # type: ignore[operator]
+        if f.s1 not in d.settled_codes:
+            d.settled_codes.append(f.s1)  # type: ignore[arg-type]
+    elif typ == "fee_refunded":
+        d.refunded_total += f.num if f.num is not None else d.paid_total - d.refunded_total  # type: ignore[operator]
+        if d.refunded_t is None and d.refunded_total >= d.paid_total:
+            d.refunded_t = f.t
+    elif typ == "decided":
+        if d.decided_t is None:
+            d.decided_t, d.outcome = f.t, f.s1
+            if d.close_eid is None:
+                d.close_eid = f.eid
+    elif typ == "completed":
+        if d.completed_t is None:
+            d.completed_t = f.t
+            if d.close_eid is None:
+                d.close_eid = f.eid
+        else:
+            note = "a second `completed`"
+    elif typ == "delivered":
+        if d.delivered_t is None:
+            d.delivered_t = f.t
+    elif typ == "withdrawn":
+        if d.withdrawn_t is None:
+            d.withdrawn_t = f.t
+    elif typ == "rated":
+        d.ratings.append((f.t, f.eid, int(f.num or 0)))
+    elif typ == "rating_resolved":
+        d.rating_resolved.append(f.t)
+    elif typ == "complaint_filed":
+        d.complaints.append((f.t, f.eid, f.s1))
+    elif typ == "complaint_resolved":
+        d.complaint_resolved.append((f.t, f.s1))
+    return note
+
+
+def _open(d: Derived, kind: str) -> Pause | None:
+    for p in reversed(d.pauses):
+        if p.kind == kind and p.end is None:
+            return p
+    return None
+
+
+_state_enc = msgspec.msgpack.Encoder()
+_state_dec = msgspec.msgpack.Decoder(CaseState)
+
+
+def encode_state(state: CaseState) -> bytes:
+    """Compact binary form for the Faust table and checkpoints (msgpack)."""
+    return _state_enc.encode(state)
+
+
+def decode_state(raw: bytes) -> CaseState:
+    return _state_dec.decode(raw)
