@@ -8,6 +8,7 @@ message that names the item and the field, because a half-loaded catalog silentl
 from __future__ import annotations
 
 import bisect
+import difflib
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -21,7 +22,15 @@ DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "config" / "catalog.y
 
 
 class CatalogError(ValueError):
-    """A catalog file that cannot be used; the message names the item and the field."""
+    """A catalog file that cannot be used; the message names the item and the field.
+
+    ``problems`` lists every problem found (the message joins them), so that one run of
+    ``esup catalog check`` shows an editor everything to fix rather than one error per run.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class Fee(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,102 +66,194 @@ class Item(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-class Catalog(msgspec.Struct, frozen=True, kw_only=True):
+class Catalog(msgspec.Struct, frozen=True, kw_only=True, dict=True):
+    """One version of the catalog. ``dict=True`` only lets the code index live beside the fields."""
+
     version: str
     effective_from: date
     items: tuple[Item, ...]
     name: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_code", {i.code: i for i in self.items})
+        # A frozen Struct refuses attribute assignment; the instance __dict__ holds the derived index.
+        self.__dict__["_by_code"] = {i.code: i for i in self.items}
 
     def item(self, code: str | None) -> Item | None:
         if code is None:
             return None
-        return self._by_code.get(code)  # type: ignore[attr-defined]
+        return self.__dict__["_by_code"].get(code)
 
     @property
     def departments(self) -> list[str]:
         return sorted({i.department for i in self.items})
 
 
-def _problems(cat: Catalog) -> list[str]:
+_ITEM_FIELDS = tuple(f.encode_name for f in msgspec.structs.fields(Item))
+_FEE_FIELDS = tuple(f.encode_name for f in msgspec.structs.fields(Fee))
+_TOP_FIELDS = tuple(f.encode_name for f in msgspec.structs.fields(Catalog))
+
+
+def _unknown_keys(raw: dict, known: Sequence[str], where: str) -> list[str]:
+    """Unknown keys are refused: a misspelt ``step_limit`` would otherwise be dropped silently."""
+    out = []
+    for key in raw:
+        if key in known:
+            continue
+        hint = difflib.get_close_matches(str(key), known, n=1)
+        also = f" (did you mean `{hint[0]}`?)" if hint else ""
+        out.append(f"{where}: unknown field `{key}`{also}")
+    return out
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    """Reword a msgspec error so that it names the catalog field, e.g. ``fees[0].amount``."""
+    text = str(exc)
+    msg, sep, at = text.partition(" - at `")
+    path = at.rstrip("`").removeprefix("$").removeprefix(".") if sep else ""
+    if msg.startswith("Object missing required field `"):
+        field = msg.split("`")[1]
+        return f"missing required field `{path + '.' if path else ''}{field}`"
+    if msg.startswith("Expected `str`, got `int`") or msg.startswith("Expected `str`, got `float`"):
+        msg += " (quote the value in YAML)"
+    return f"field `{path}`: {msg}" if path else msg
+
+
+def _item_problems(it: Item, where: str) -> list[str]:
+    """Checks msgspec's types cannot express; each message names the field."""
     out: list[str] = []
-    seen: set[str] = set()
+    for field in ("code", "name", "department"):
+        if not getattr(it, field).strip():
+            out.append(f"{where}: `{field}` must not be empty")
+    if it.window is not None and not it.window.strip():
+        out.append(f"{where}: `window` must not be empty when given")
+    if it.promised_days < 0:
+        out.append(f"{where}: `promised_days` must be >= 0")
+    if it.statutory_days < 1:
+        out.append(f"{where}: `statutory_days` must be >= 1")
+    if it.promised_days > it.statutory_days:
+        out.append(f"{where}: `promised_days` ({it.promised_days}) exceeds `statutory_days` ({it.statutory_days})")
+    if it.kind == "on_the_spot" and it.promised_days != 0:
+        out.append(f"{where}: `promised_days` must be 0 for an on_the_spot item (即办件)")
+    if it.kind == "promised" and it.promised_days < 1:
+        out.append(f"{where}: `promised_days` must be >= 1 for a promised item (承诺件)")
+    if any(not s.strip() for s in it.steps):
+        out.append(f"{where}: `steps` contains an empty step name")
+    if len(set(it.steps)) != len(it.steps):
+        dup = sorted({s for s in it.steps if it.steps.count(s) > 1})
+        out.append(f"{where}: `steps` lists step {', '.join(map(repr, dup))} twice")
+    for step, days in it.step_limits.items():
+        if step not in it.steps:
+            known = ", ".join(it.steps) or "none"
+            out.append(f"{where}: `step_limits` names unknown step {step!r} (steps: {known})")
+        if days < 1:
+            out.append(f"{where}: `step_limits.{step}` must be >= 1 working day")
+        elif days > it.statutory_days:
+            out.append(f"{where}: `step_limits.{step}` ({days}) exceeds `statutory_days` ({it.statutory_days})")
+    for n, (a, b) in enumerate(it.separate_officers):
+        if a == b:
+            out.append(f"{where}: `separate_officers[{n}]` pairs step {a!r} with itself")
+        for s in (a, b):
+            if s not in it.steps:
+                out.append(f"{where}: `separate_officers[{n}]` names unknown step {s!r}")
+    codes = [f.code for f in it.fees]
+    for code in sorted({c for c in codes if codes.count(c) > 1}):
+        out.append(f"{where}: `fees` lists fee code {code!r} twice")
+    for n, f in enumerate(it.fees):
+        if not f.code.strip():
+            out.append(f"{where}: `fees[{n}].code` must not be empty")
+        if not f.amount.is_finite() or f.amount < 0:
+            out.append(f"{where}: `fees[{n}].amount` (fee {f.code!r}) must be a finite amount >= 0")
+    if it.min_minutes is not None and it.min_minutes < 0:
+        out.append(f"{where}: `min_minutes` must be >= 0")
+    return out
+
+
+def _problems(cat: Catalog) -> list[str]:
+    """Every problem of an already-typed catalog (kept for callers that build a Catalog in code)."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
     for n, it in enumerate(cat.items):
         where = f"item {it.code!r} ({it.name})"
         if it.code in seen:
-            out.append(f"{where}: duplicate `code`")
-        seen.add(it.code)
-        if it.promised_days < 0:
-            out.append(f"{where}: `promised_days` must be >= 0")
-        if it.statutory_days < 1:
-            out.append(f"{where}: `statutory_days` must be >= 1")
-        if it.promised_days > it.statutory_days:
-            out.append(f"{where}: `promised_days` ({it.promised_days}) exceeds `statutory_days` ({it.statutory_days})")
-        if it.kind == "on_the_spot" and it.promised_days != 0:
-            out.append(f"{where}: `promised_days` must be 0 for an on_the_spot item (即办件)")
-        if it.kind == "promised" and it.promised_days < 1:
-            out.append(f"{where}: `promised_days` must be >= 1 for a promised item (承诺件)")
-        if len(set(it.steps)) != len(it.steps):
-            out.append(f"{where}: `steps` lists a step twice")
-        for step, days in it.step_limits.items():
-            if step not in it.steps:
-                out.append(f"{where}: `step_limits` names unknown step {step!r} (steps: {', '.join(it.steps)})")
-            if days < 1:
-                out.append(f"{where}: `step_limits.{step}` must be >= 1 working day")
-        for a, b in it.separate_officers:
-            for s in (a, b):
-                if s not in it.steps:
-                    out.append(f"{where}: `separate_officers` names unknown step {s!r}")
-        codes = [f.code for f in it.fees]
-        if len(set(codes)) != len(codes):
-            out.append(f"{where}: `fees` lists a fee code twice")
-        for f in it.fees:
-            if f.amount < 0:
-                out.append(f"{where}: fee {f.code!r} `amount` must be >= 0")
-        if it.min_minutes is not None and it.min_minutes < 0:
-            out.append(f"{where}: `min_minutes` must be >= 0")
+            out.append(f"{where}: duplicate `code` (also items[{seen[it.code]}])")
+        seen.setdefault(it.code, n)
+        out.extend(_item_problems(it, where))
     if not cat.items:
         out.append("catalog has no items")
     return out
 
 
+def _fail(source: str, problems: list[str]) -> CatalogError:
+    return CatalogError(f"{source}: " + "; ".join(problems), [f"{source}: {p}" for p in problems])
 
 
 def parse_catalog(data: object, source: str = "<catalog>") -> Catalog:
-    """Turn parsed YAML into a checked Catalog, or raise CatalogError naming item and field."""
-    if isinstance(data, dict) and isinstance(data.get("items"), list):
-        for n, raw in enumerate(data["items"]):
-            if not isinstance(raw, dict):
-                raise CatalogError(f"{source}: items[{n}] is not a mapping")
-            label = f"item {raw.get('code', f'#{n}')!r}"
-            if "name" in raw:
-                label += f" ({raw['name']})"
-            try:
-                msgspec.convert(raw, Item, strict=False)
-            except msgspec.ValidationError as exc:
-                msg = str(exc)
-                if msg.startswith("Object missing required field"):
-                    field = msg.split("`")[1]
-                    raise CatalogError(f"{source}: {label}: missing required field `{field}`") from None
-                raise CatalogError(f"{source}: {label}: {msg}") from None
-    try:
-        cat = msgspec.convert(data, Catalog, strict=False)
-    except msgspec.ValidationError as exc:
-        raise CatalogError(f"{source}: {exc}") from None
-    problems = _problems(cat)
-    if problems:
-        raise CatalogError(f"{source}: " + "; ".join(problems))
-    return cat
+    """Turn parsed YAML into a checked Catalog, or raise CatalogError naming item and field.
+
+    Every item is checked before anything is refused, so the error lists all problems at once.
+    """
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise _fail(source, [f"the catalog must be a mapping with `version`, `effective_from` and `items`, "
+                             f"but the file is {kind}"])
+    problems: list[str] = _unknown_keys(data, _TOP_FIELDS, "catalog")
+    head: Catalog | None = None
+    if isinstance(data.get("version"), int | float) and not isinstance(data.get("version"), bool):
+        problems.append(f"catalog: `version` must be a quoted string such as version: \"2026.10\" "
+                        f"(YAML read the unquoted value as the number {data['version']!r})")
+    else:
+        try:
+            head = msgspec.convert({k: v for k, v in data.items() if k != "items"} | {"items": []},
+                                   Catalog, strict=False)
+        except msgspec.ValidationError as exc:
+            problems.append(f"catalog: {_explain(exc)}")
+            head = None
+    raw_items = data.get("items")
+    items: list[Item] = []
+    if raw_items is None:
+        problems.append("catalog: missing required field `items`")
+        raw_items = []
+    elif not isinstance(raw_items, list):
+        problems.append("catalog: `items` must be a list of items")
+        raw_items = []
+    elif not raw_items:
+        problems.append("catalog has no items")
+    first_at: dict[str, int] = {}
+    for n, raw in enumerate(raw_items):
+        if not isinstance(raw, dict):
+            problems.append(f"items[{n}] is not a mapping")
+            continue
+        label = f"item {raw.get('code', f'#{n}')!r}"
+        if raw.get("name"):
+            label += f" ({raw['name']})"
+        problems.extend(_unknown_keys(raw, _ITEM_FIELDS, label))
+        for k, fee in enumerate(raw.get("fees") or []):
+            if isinstance(fee, dict):
+                problems.extend(_unknown_keys(fee, _FEE_FIELDS, f"{label}: fees[{k}]"))
+        try:
+            item = msgspec.convert(raw, Item, strict=False)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{label}: {_explain(exc)}")
+            continue
+        if item.code in first_at:
+            problems.append(f"{label}: duplicate `code` (also items[{first_at[item.code]}])")
+        first_at.setdefault(item.code, n)
+        problems.extend(_item_problems(item, label))
+        items.append(item)
+    if problems or head is None:
+        raise _fail(source, problems)
+    return Catalog(version=head.version, effective_from=head.effective_from, items=tuple(items), name=head.name)
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Read and check a catalog file (default: the shipped ``config/catalog.yaml``)."""
     path = Path(path) if path else DEFAULT_CATALOG
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
