@@ -87,10 +87,9 @@ class Engine:
                               message=f"event {event.event_id} was already applied; the repeat changes nothing"))
             return Outcome(state, findings, notes)
         state.mark_seen(key)
-        t = event.occurred_at.timestamp()
-        # Let time run up to this event first, as the world saw it (strictly before: an event at the
-        # very deadline instant still counts as in time).
-        self._fire_due(state, t, findings, strict=True)
+        # The clock is not moved by events: only drivers advance it (ticker, replay heap, --until).
+        # So events of one case arriving shuffled, before the clock reaches their deadlines, give
+        # the same findings as in order.
 
         if isinstance(event, (Submitted, Accepted)):
             self._take_intake(state, event, notes)
@@ -123,8 +122,7 @@ class Engine:
             for rule in _ANY_RULES:
                 rule(ctx, f)
 
-        state.now = max(state.now, t)
-        self._fire_due(state, state.now, findings, strict=False)
+        self._fire_due(state, state.now, findings)
         return Outcome(state, findings, notes)
 
     def advance(self, state: CaseState, now: datetime | float) -> Outcome:
@@ -133,7 +131,8 @@ class Engine:
         findings: list[Finding] = []
         if t > state.now:
             state.now = t
-        self._fire_due(state, t, findings, strict=False)
+        if state.next_due is not None and state.next_due <= t:
+            self._fire_due(state, t, findings)
         return Outcome(state, findings, [])
 
     def next_due(self, state: CaseState) -> datetime | None:
@@ -171,19 +170,17 @@ class Engine:
             rule(ctx, out)
         return out
 
-    def _fire_due(self, state: CaseState, now: float, findings: list[Finding], *, strict: bool) -> None:
-        nd = state.next_due
-        if nd is not None and (nd > now or (strict and nd == now)):
-            return  # nothing can be due yet; the cached instant was computed from the same facts
+    def _fire_due(self, state: CaseState, now: float, findings: list[Finding]) -> None:
+        """Fire every deadline passed by ``now`` and cache the next one (recomputed after each event)."""
         ctx = self._context(state, findings)
         pending: float | None = None
-        for dl in self.deadlines(state):
+        for dl in sorted(self.deadlines(state), key=lambda x: (x.at, x.rule, x.occurrence)):
             if dl.satisfied is not None and dl.satisfied <= dl.at:
                 continue
             key = f"{dl.rule}|{dl.occurrence}"
             if state.has_fired(key):
                 continue
-            if dl.at < now or (dl.at == now and not strict):
+            if dl.at <= now:
                 message, basis = dl.render()
                 ctx.raise_finding(dl.rule, dl.occurrence, dl.at, message, basis, officer=dl.officer,
                                   deadline=dl.at)

@@ -7,6 +7,7 @@ collects, so money never passes through an officer's hands.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 
 from rules.clock import china_date, end_of
 from rules.context import CaseContext, Deadline, fmt_time
@@ -62,40 +63,54 @@ def on_fee_waived(ctx: CaseContext, f: Fact) -> None:
                           PRICE_LAW + "关于减免须经批准的规定", officer=f.officer, event_id=f.eid)
 
 
-def on_completed(ctx: CaseContext, f: Fact) -> None:
-    d = ctx.d
-    if f.t != d.completed_t or ctx.item is None:
-        return
-    if d.assessed_total or d.paid_total or d.waived_total:
-        settled = d.paid_total + d.waived_total
-        if settled != d.assessed_total:
-            ctx.raise_finding("FEE.AMOUNT_MISMATCH", "completion", f.t,
-                              f"{ctx.item_label()}办结时应收{_fmt(d.assessed_total)}，实收{_fmt(d.paid_total)}"
-                              f"、减免{_fmt(d.waived_total)}，合计{_fmt(settled)}，与应收不符。",
-                              PRICE_LAW, officer=f.officer, event_id=f.eid)
-
-
-def on_delivered(ctx: CaseContext, f: Fact) -> None:
-    d = ctx.d
-    if f.t != d.delivered_t:
-        return
-    unpaid = [c for c in d.assessed if c not in d.settled_codes]
-    if unpaid:
-        ctx.raise_finding("FEE.DELIVERED_UNPAID", f.eid, f.t,
-                          f"{ctx.item_label()}{fmt_time(f.t)}出证送达时，收费项目{'、'.join(unpaid)}尚未缴费或减免。",
-                          "票款分离规定：先缴费、后出证", officer=f.officer, event_id=f.eid)
-
-
 ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {
     "fee_assessed": [on_fee_charged],
     "fee_paid": [on_fee_paid],
     "fee_waived": [on_fee_waived],
-    "completed": [on_completed],
-    "delivered": [on_delivered],
 }
 
 
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
+    """Rules that judge an absence (of payment, of refund) wait for the clock to pass the moment.
+
+    AMOUNT_MISMATCH and DELIVERED_UNPAID are due at the completion or delivery itself: a payment that
+    happened before it but arrives later still counts, and the finding keeps the event's time.
+    """
+    _settlement(ctx, out)
+    _not_refunded(ctx, out)
+
+
+def _settlement(ctx: CaseContext, out: list[Deadline]) -> None:
+    d = ctx.d
+    if ctx.item is None:
+        return
+    if d.completed_t is not None and (d.assessed or d.paid_total or d.waived_total):
+        x = d.completed_t
+        sums = {"fee_assessed": Decimal(0), "fee_paid": Decimal(0), "fee_waived": Decimal(0)}
+        for f in ctx.state.facts:
+            if f.t <= x and f.type in sums and f.num is not None:
+                sums[f.type] += f.num  # type: ignore[operator]
+        assessed, paid, waived = sums["fee_assessed"], sums["fee_paid"], sums["fee_waived"]
+        out.append(Deadline(
+            "FEE.AMOUNT_MISMATCH", "completion", x, x if paid + waived == assessed else None,
+            lambda: (f"{ctx.item_label()}办结时应收{_fmt(assessed)}，实收{_fmt(paid)}、减免{_fmt(waived)}，"
+                     f"合计{_fmt(paid + waived)}，与应收不符。", PRICE_LAW),
+        ))
+    if d.delivered_t is not None and d.assessed:
+        x2 = d.delivered_t
+        due = [c for c, t in d.assessed_first.items() if t <= x2]
+        if due:
+            settle = [d.settled.get(c) for c in due]
+            satisfied = max(settle) if all(t is not None for t in settle) else None  # type: ignore[type-var]
+            unpaid = [c for c in due if d.settled.get(c) is None or d.settled[c] > x2]
+            out.append(Deadline(
+                "FEE.DELIVERED_UNPAID", d.delivered_eid or "delivered", x2, satisfied,
+                lambda: (f"{ctx.item_label()}{fmt_time(x2)}出证送达时，收费项目{'、'.join(unpaid)}尚未缴费或减免。",
+                         "票款分离规定：先缴费、后出证"),
+            ))
+
+
+def _not_refunded(ctx: CaseContext, out: list[Deadline]) -> None:
     """FEE.NOT_REFUNDED: money kept after the case ended without a grant."""
     d = ctx.d
     if d.paid_total <= 0:

@@ -16,27 +16,6 @@ from rules.state import Fact
 from schemas.events import CHINA_TZ
 
 
-def on_close(ctx: CaseContext, f: Fact) -> None:
-    """The first decided/completed: were all steps done, and was the case ever accepted?"""
-    d = ctx.d
-    if f.eid != d.close_eid:
-        return
-    what = "作出决定" if f.type == "decided" else "办结"
-    if d.accepted_t is None:
-        ctx.raise_finding("PROCEDURE.NOT_ACCEPTED", "not_accepted", f.t,
-                          f"{ctx.item_label()}于{fmt_time(f.t)}{what}，但没有受理记录。",
-                          f"{LAW}第三十二条", officer=f.officer, event_id=f.eid)
-    item = ctx.item
-    if item is not None:
-        missing = [s for s in item.steps if s not in d.steps]
-        if missing:
-            ctx.raise_finding("PROCEDURE.SKIPPED_STEP", "skipped", f.t,
-                              f"{ctx.item_label()}于{fmt_time(f.t)}{what}，缺少必经环节：{'、'.join(missing)}"
-                              f"（规定环节：{'→'.join(item.steps)}）。",
-                              ctx.catalog_basis("办理环节 " + "→".join(item.steps)),
-                              officer=f.officer, event_id=f.eid)
-
-
 def on_step(ctx: CaseContext, f: Fact) -> None:
     d = ctx.d
     item = ctx.item
@@ -128,8 +107,8 @@ def on_any(ctx: CaseContext, f: Fact) -> None:
 
 _AFTER = [on_after_completion]
 ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {
-    "decided": [on_close, on_decision, *_AFTER],
-    "completed": [on_close, on_completed],
+    "decided": [on_decision, *_AFTER],
+    "completed": [on_completed],
     "step_completed": [on_step, on_decision, *_AFTER],
     "supplement_requested": [on_supplement],
     "fee_assessed": _AFTER,
@@ -140,6 +119,48 @@ ON_ANY = [on_any]
 
 
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
+    _on_close(ctx, out)
+    _on_the_spot(ctx, out)
+
+
+def _on_close(ctx: CaseContext, out: list[Deadline]) -> None:
+    """The first decided/completed: were all steps done before it, and was the case accepted?
+
+    These judge an absence, so they are due at the closing event itself and fire when the clock
+    passes it: an acceptance or a step that happened earlier but arrives later still counts.
+    """
+    d = ctx.d
+    x = d.close_t
+    if x is None:
+        return
+    what = "办结" if x == d.completed_t and d.close_eid != _decided_eid(ctx) else "作出决定"
+    officer = d.close_officer
+    out.append(Deadline(
+        "PROCEDURE.NOT_ACCEPTED", "not_accepted", x, d.accepted_t,
+        lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what}，但没有受理记录。", f"{LAW}第三十二条"),
+        officer=officer,
+    ))
+    item = ctx.item
+    if item is not None and item.steps:
+        done = [d.steps.get(s) for s in item.steps]
+        satisfied = max(t[0] for t in done) if all(t is not None for t in done) else None  # type: ignore[index]
+        missing = [s for s, t in zip(item.steps, done, strict=True) if t is None or t[0] > x]
+        out.append(Deadline(
+            "PROCEDURE.SKIPPED_STEP", "skipped", x, satisfied,
+            lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what}，缺少必经环节：{'、'.join(missing)}"
+                     f"（规定环节：{'→'.join(item.steps)}）。", ctx.catalog_basis("办理环节 " + "→".join(item.steps))),
+            officer=officer,
+        ))
+
+
+def _decided_eid(ctx: CaseContext) -> str | None:
+    for f in ctx.state.facts:
+        if f.type == "decided":
+            return f.eid
+    return None
+
+
+def _on_the_spot(ctx: CaseContext, out: list[Deadline]) -> None:
     """PROCEDURE.ON_THE_SPOT_LATE: a 即办件 must be done the day it is accepted."""
     d = ctx.d
     item = ctx.item

@@ -89,17 +89,21 @@ class Derived(msgspec.Struct, array_like=True):
     completed_t: float | None = None
     delivered_t: float | None = None
     close_eid: str | None = None  # the first decided/completed event (SKIPPED_STEP, NOT_ACCEPTED fire there)
+    close_t: float | None = None
+    close_officer: str | None = None
+    delivered_eid: str | None = None
     pauses: list[Pause] = []
     supplement_count: int = 0
     extension_days: int = 0
     extension_count: int = 0
     steps: dict[str, tuple[float, str | None]] = {}  # first completion of each step: (t, officer)
     assessed: dict[str, int] = {}  # fee code -> times assessed
+    assessed_first: dict[str, float] = {}  # fee code -> when first assessed
     assessed_total: Decimal = ZERO
     paid_total: Decimal = ZERO
     waived_total: Decimal = ZERO
     refunded_total: Decimal = ZERO
-    settled_codes: list[str] = []  # fee codes paid or waived
+    settled: dict[str, float] = {}  # fee code -> when first paid or waived
     refunded_t: float | None = None  # when refunds first covered what was paid
     ratings: list[tuple[float, str, int]] = []  # (t, eid, level)
     rating_resolved: list[float] = []
@@ -254,15 +258,14 @@ def fold(d: Derived, f: Fact) -> str | None:
             d.steps[f.s1] = (f.t, f.officer)  # type: ignore[index]
     elif typ == "fee_assessed":
         d.assessed[f.s1] = d.assessed.get(f.s1, 0) + 1  # type: ignore[index]
+        d.assessed_first.setdefault(f.s1, f.t)  # type: ignore[arg-type]
         d.assessed_total += f.num  # type: ignore[operator]
     elif typ == "fee_paid":
         d.paid_total += f.num  # type: ignore[operator]
-        if f.s1 not in d.settled_codes:
-            d.settled_codes.append(f.s1)  # type: ignore[arg-type]
+        d.settled.setdefault(f.s1, f.t)  # type: ignore[arg-type]
     elif typ == "fee_waived":
         d.waived_total += f.num  # type: ignore[operator]
-        if f.s1 not in d.settled_codes:
-            d.settled_codes.append(f.s1)  # type: ignore[arg-type]
+        d.settled.setdefault(f.s1, f.t)  # type: ignore[arg-type]
     elif typ == "fee_refunded":
         d.refunded_total += f.num if f.num is not None else d.paid_total - d.refunded_total  # type: ignore[operator]
         if d.refunded_t is None and d.refunded_total >= d.paid_total:
@@ -271,17 +274,17 @@ def fold(d: Derived, f: Fact) -> str | None:
         if d.decided_t is None:
             d.decided_t, d.outcome = f.t, f.s1
             if d.close_eid is None:
-                d.close_eid = f.eid
+                d.close_eid, d.close_t, d.close_officer = f.eid, f.t, f.officer
     elif typ == "completed":
         if d.completed_t is None:
             d.completed_t = f.t
             if d.close_eid is None:
-                d.close_eid = f.eid
+                d.close_eid, d.close_t, d.close_officer = f.eid, f.t, f.officer
         else:
             note = "a second `completed`"
     elif typ == "delivered":
         if d.delivered_t is None:
-            d.delivered_t = f.t
+            d.delivered_t, d.delivered_eid = f.t, f.eid
     elif typ == "withdrawn":
         if d.withdrawn_t is None:
             d.withdrawn_t = f.t
