@@ -153,12 +153,14 @@ class Engine:
 
     def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note]) -> None:
         info = state.info
+        before = info.item_code
         take_info(info, event)
         if isinstance(event, Accepted) or info.catalog_version is None:
             cat = self.catalogs.in_force(china_date(event.occurred_at.timestamp()))
             info.catalog_version = cat.version
         cat = self.catalogs.version(info.catalog_version)
-        if info.item_code is not None and cat is not None and cat.item(info.item_code) is None:
+        if (info.item_code is not None and info.item_code != before and cat is not None
+                and cat.item(info.item_code) is None):
             notes.append(Note(kind="unknown_item", case_id=state.case_id, event_id=event.event_id,
                               message=f"item code {info.item_code!r} is not in catalog {cat.version}; only the "
                                       f"statutory, intake and quality rules apply to case {state.case_id}"))

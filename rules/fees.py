@@ -29,13 +29,13 @@ def on_fee_charged(ctx: CaseContext, f: Fact) -> None:
     fee = item.fee(f.s1 or "")
     if fee is None:
         why = "该事项不收费" if not item.fees else f"收费项目{f.s1}不在该事项收费目录中"
-        ctx.raise_finding("FEE.NO_BASIS", f.eid, f.t,
+        ctx.raise_finding("FEE.NO_BASIS", f.s1 or f.eid, f.t,
                           f"{ctx.item_label()}{fmt_time(f.t)}{verb}{_fmt(f.num)}（收费代码{f.s1}），{why}，属无依据收费。",
                           ctx.catalog_basis("收费目录：" + ("无收费项目" if not item.fees else
                                                          "、".join(x.code for x in item.fees))),
                           officer=f.officer, event_id=f.eid)
     elif f.num is not None and f.num > fee.amount:
-        ctx.raise_finding("FEE.OVER_STANDARD", f.eid, f.t,
+        ctx.raise_finding("FEE.OVER_STANDARD", fee.code, f.t,
                           f"{ctx.item_label()}「{fee.name}」{verb}{_fmt(f.num)}，超过收费标准{_fmt(fee.amount)}。",
                           ctx.catalog_basis(f"收费标准 {fee.code} {fee.name} {fee.amount}元"
                                             + (f"（{fee.basis}）" if fee.basis else "")),
