@@ -168,21 +168,6 @@ def _item_problems(it: Item, where: str) -> list[str]:
     return out
 
 
-def _problems(cat: Catalog) -> list[str]:
-    """Every problem of an already-typed catalog (kept for callers that build a Catalog in code)."""
-    out: list[str] = []
-    seen: dict[str, int] = {}
-    for n, it in enumerate(cat.items):
-        where = f"item {it.code!r} ({it.name})"
-        if it.code in seen:
-            out.append(f"{where}: duplicate `code` (also items[{seen[it.code]}])")
-        seen.setdefault(it.code, n)
-        out.extend(_item_problems(it, where))
-    if not cat.items:
-        out.append("catalog has no items")
-    return out
-
-
 def _fail(source: str, problems: list[str]) -> CatalogError:
     return CatalogError(f"{source}: " + "; ".join(problems), [f"{source}: {p}" for p in problems])
 

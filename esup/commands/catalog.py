@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         cat = _load_or_exit(path)
         for line in summary_lines(cat, path):
             typer.echo(line)
-        Console(width=100).print(_department_table(cat))
+        Console().print(_department_table(cat))
 
     @cat_app.command("show")
     def show(
@@ -144,6 +144,6 @@ def register(app: typer.Typer) -> None:
         table.add_column("内容")
         for label, value in item_rows(item):
             table.add_row(Text(label), Text(value))
-        Console(width=110).print(table)
+        Console().print(table)
 
     app.add_typer(cat_app, name="catalog")
