@@ -16,9 +16,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+import msgspec
+
 from alerting.model import AlertState, Channel, DeliveryAttempt
 
 UNFINISHED_RESULTS = frozenset({"pending", "error", "deferred", "failed"})
+
+
+class SentStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What one recipient got on one channel since some instant: enough for digests and rate limits."""
+
+    notices: int = 0  # notices delivered, alone or inside digests
+    messages: int = 0  # messages (single notices and digests)
+    last_digest_at: datetime | None = None
 
 
 @runtime_checkable
@@ -45,12 +55,16 @@ class DeliveryLog(Protocol):
         """Attempts for an alert (its notices) or a delivery id, oldest first."""
         ...
 
-    def sent_since(self, recipient_id: str, channel: Channel, since: datetime) -> list[DeliveryAttempt]:
-        """``sent`` records to this recipient and channel with ``at >= since``: messages and covered notices."""
+    def sent_stats(self, recipient_id: str, channel: Channel, since: datetime) -> SentStats:
+        """Counts of what was sent to this recipient on this channel with ``at >= since``."""
         ...
 
     def unfinished(self) -> list[DeliveryAttempt]:
-        """Latest record of every notice not delivered whose result is pending, error, deferred or failed."""
+        """Latest record of every notice not delivered whose result is pending, error, deferred or failed.
+
+        Read once when a dispatcher starts: this is how held digests and interrupted sends survive a
+        restart without the findings being fed in again.
+        """
         ...
 
     def get_alert(self, alert_id: str) -> AlertState | None: ...

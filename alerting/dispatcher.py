@@ -22,6 +22,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -71,6 +72,52 @@ def digest_delivery_id(notices: Sequence[Notice], recipient_id: str, channel: st
     return delivery_id(f"digest:{h.hexdigest()}", recipient_id, channel)
 
 
+@dataclass
+class _Held:
+    notice: Notice
+    result: str
+    since: datetime  # deferred: when it was first held; failed: when it last failed
+    failures: int = 0
+
+
+@dataclass
+class _GroupQueue:
+    """Notices waiting for one recipient and channel: held for a digest or a rate limit, or failed."""
+
+    held: dict[str, _Held] = field(default_factory=dict)
+    failed: dict[str, _Held] = field(default_factory=dict)
+    _oldest: datetime | None = None
+    _dirty: bool = False
+
+    @property
+    def oldest_deferred(self) -> datetime | None:
+        """When the longest-waiting held notice was deferred (recomputed lazily after removals)."""
+        if self._dirty:
+            deferred = [h.since for h in self.held.values() if h.result == "deferred"]
+            self._oldest = min(deferred) if deferred else None
+            self._dirty = False
+        return self._oldest
+
+    def put(self, n: Notice, result: str, since: datetime, failures: int) -> None:
+        self.drop(n.delivery_id)
+        h = _Held(n, result, since, failures)
+        if result == "failed":
+            self.failed[n.delivery_id] = h
+            return
+        self.held[n.delivery_id] = h
+        if result == "deferred" and not self._dirty and (self._oldest is None or since < self._oldest):
+            self._oldest = since
+
+    def mark_in_flight(self, n: Notice) -> None:
+        """Being sent now: no longer waiting (an outcome follows: dropped, or put back as failed)."""
+        self.drop(n.delivery_id)
+
+    def drop(self, did: str) -> None:
+        self.failed.pop(did, None)
+        if self.held.pop(did, None) is not None:
+            self._dirty = True
+
+
 class Dispatcher:
     """Delivers notices through the configured senders and records everything in the delivery log.
 
@@ -95,6 +142,7 @@ class Dispatcher:
         self._wall = wall_clock
         self.cfg = cfg
         self.renderer = Renderer(cfg)
+        self._queues: dict[tuple[str, Channel], _GroupQueue] | None = None
 
     def reconfigure(self, cfg: AlertingConfig) -> None:
         """Use a reloaded routing file from the next call on (senders stay as they are)."""
@@ -159,7 +207,7 @@ class Dispatcher:
     def flush(self, now: datetime) -> DeliveryReport:
         """Deliver what is held, interrupted or due for another try; the lifecycle tick calls this."""
         report = DeliveryReport()
-        self.dispatch([], {}, require_aware(now), report)
+        self.dispatch([], {}, require_aware(now), report, flush_all=True)
         return report
 
     # ------------------------------------------------------------------------- notices
@@ -192,149 +240,140 @@ class Dispatcher:
                 )
         return out
 
+    def _queue_for(self, key: tuple[str, Channel]) -> _GroupQueue:
+        if self._queues is None:
+            self._queues = {}
+            for a in self.log.unfinished():
+                if a.kind == "digest" or a.alert_id is None:
+                    continue
+                n = Notice(kind=a.kind, alert_id=a.alert_id, recipient_id=a.recipient_id,  # type: ignore[arg-type]
+                           channel=a.channel, delivery_id=a.delivery_id)
+                q = self._queues.setdefault((a.recipient_id, a.channel), _GroupQueue())
+                q.put(n, a.result, a.at, a.failures)
+        return self._queues.setdefault(key, _GroupQueue())
+
     def dispatch(
-        self, fresh: list[Notice], alerts: dict[str, AlertState], now: datetime, report: DeliveryReport
+        self,
+        fresh: list[Notice],
+        alerts: dict[str, AlertState],
+        now: datetime,
+        report: DeliveryReport,
+        *,
+        flush_all: bool = False,
     ) -> None:
-        """Merge fresh notices with the log's unfinished ones, drop delivered ones, deliver per group."""
-        retry = self.cfg.transport.retry
-        prior: dict[str, DeliveryAttempt] = {}
-        notices: dict[str, Notice] = {}
-        for a in self.log.unfinished():
-            if a.alert_id is None or a.kind == "digest":
-                continue
-            if a.result == "failed" and (
-                a.failures >= retry.redeliver_max or now < a.at + retry.redeliver_delta
-            ):
-                continue
-            prior[a.delivery_id] = a
-            notices[a.delivery_id] = Notice(
-                kind=a.kind,
-                alert_id=a.alert_id,
-                recipient_id=a.recipient_id,  # type: ignore[arg-type]
-                channel=a.channel,
-                delivery_id=a.delivery_id,
-            )
+        """Deliver fresh notices together with what is held for the same recipients and channels.
+
+        ``flush_all`` also visits every recipient and channel with held or failed notices (the tick).
+        """
+        self._queue_for(("", "email"))  # load held notices from the log on first use
+        assert self._queues is not None
+        by_id: dict[str, Notice] = {}
         for n in fresh:
-            notices.setdefault(n.delivery_id, n)
-        if not notices:
-            return
-        done = self.log.delivered_among(notices)
-        report.already_delivered += sum(1 for n in fresh if n.delivery_id in done)
-        todo = [n for did, n in notices.items() if did not in done]
-        missing = {n.alert_id for n in todo if n.alert_id not in alerts}
-        if missing:
-            alerts = {**alerts, **self.log.get_alerts(missing)}
+            by_id.setdefault(n.delivery_id, n)
+        done = self.log.delivered_among(by_id) if by_id else set()
+        report.already_delivered += len(done)
         groups: dict[tuple[str, Channel], list[Notice]] = {}
-        cancelled: list[DeliveryAttempt] = []
-        for n in todo:
-            st = alerts.get(n.alert_id)
-            if st is None or not st.is_open or n.recipient_id not in self.cfg.recipients:
-                why = (
-                    "alert closed"
-                    if st is not None and not st.is_open
-                    else "alert or recipient no longer known"
-                )
-                cancelled.append(
-                    self._attempt(
-                        n.delivery_id,
-                        n.kind,
-                        n.recipient_id,
-                        n.channel,
-                        "cancelled",
-                        now,
-                        alert_id=n.alert_id,
-                        error=why,
-                    )
-                )
-                continue
-            groups.setdefault((n.recipient_id, n.channel), []).append(n)
-        if cancelled:
-            self.log.record_many(cancelled)
-            report.cancelled += len(cancelled)
-        report.notices += sum(len(g) for g in groups.values())
-        for (rid, ch), group in groups.items():
-            self._deliver_group(rid, ch, group, alerts, prior, now, report)
+        for did, n in by_id.items():
+            if did not in done:
+                groups.setdefault((n.recipient_id, n.channel), []).append(n)
+        keys = list(groups)
+        if flush_all:
+            keys += [k for k, q in self._queues.items() if k not in groups and (q.held or q.failed)]
+        for key in keys:
+            self._deliver_group(key, groups.get(key, []), alerts, now, report)
 
     def _deliver_group(
         self,
-        rid: str,
-        ch: Channel,
-        group: list[Notice],
+        key: tuple[str, Channel],
+        fresh: list[Notice],
         alerts: dict[str, AlertState],
-        prior: dict[str, DeliveryAttempt],
         now: datetime,
         report: DeliveryReport,
     ) -> None:
+        rid, ch = key
+        q = self._queue_for(key)
+        retry = self.cfg.transport.retry
+        new = [n for n in fresh if n.delivery_id not in q.held]
+        for n in new:
+            q.failed.pop(n.delivery_id, None)  # seen again (a replay): try it now
+        due_failed = [
+            h for h in q.failed.values() if h.failures < retry.redeliver_max and now >= h.since + retry.redeliver_delta
+        ]
+        count = len(q.held) + len(new) + len(due_failed)
+        if count == 0:
+            return
+        report.notices += len(new)
         dcfg = self.cfg.digest
         window = dcfg.window_delta
-        recent = self.log.sent_since(rid, ch, now - window)
-        recent_notices = sum(1 for a in recent if a.kind != "digest")
-        last_digest = max((a.at for a in recent if a.kind == "digest"), default=None)
+        recent = self.log.sent_stats(rid, ch, now - window)
         budget: float = float("inf")
         rl = self.cfg.rate_limit_for(rid, ch)
         if rl is not None:
-            used = sum(1 for a in self.log.sent_since(rid, ch, now - rl.per_delta) if a.digest_id is None)
-            budget = rl.max_messages - used
-        held_since = min(
-            (
-                prior[n.delivery_id].at
-                for n in group
-                if n.delivery_id in prior and prior[n.delivery_id].result == "deferred"
-            ),
-            default=now,
-        )
-        n = len(group)
-        digest_mode = recent_notices + n > dcfg.threshold or n > budget
+            budget = rl.max_messages - self.log.sent_stats(rid, ch, now - rl.per_delta).messages
+        held_since = q.oldest_deferred or now
+        digest_mode = recent.notices + count > dcfg.threshold or count > budget
         if budget <= 0:
             decision, why = "defer", "rate limit"
         elif not digest_mode:
-            decision, why = "single", ""
-        elif last_digest is not None and now < last_digest + window:
+            decision, why = "send", ""
+        elif recent.last_digest_at is not None and now < recent.last_digest_at + window:
             decision, why = "defer", "one digest per window"
-        elif n > dcfg.threshold or now - held_since >= window:
-            decision, why = ("single" if n == 1 else "digest"), ""
+        elif count > dcfg.threshold or now - held_since >= window:
+            decision, why = "send", ""
         else:
             decision, why = "defer", "held for digest"
         if decision == "defer":
-            fresh = [
-                x for x in group if not (x.delivery_id in prior and prior[x.delivery_id].result == "deferred")
-            ]
-            if fresh:
+            if new:
                 self.log.record_many(
-                    [
-                        self._attempt(
-                            x.delivery_id, x.kind, rid, ch, "deferred", now, alert_id=x.alert_id, error=why
-                        )
-                        for x in fresh
-                    ]
+                    [self._attempt(n.delivery_id, n.kind, rid, ch, "deferred", now, alert_id=n.alert_id, error=why)
+                     for n in new]
                 )
-            report.deferred += n
+                for n in new:
+                    q.put(n, "deferred", now, 0)
+            report.deferred += len(new)
+            return
+        # Sending: everything held for this recipient and channel goes now, checked once more
+        # against the log (another process may have sent or closed some meanwhile).
+        batch = [h.notice for h in q.held.values()] + new + [h.notice for h in due_failed]
+        prior_failures = {h.notice.delivery_id: h.failures for h in (*q.held.values(), *due_failed)}
+        done = self.log.delivered_among([n.delivery_id for n in batch])
+        for did in done:
+            q.drop(did)
+        batch = [n for n in batch if n.delivery_id not in done]
+        missing = {n.alert_id for n in batch if n.alert_id not in alerts}
+        if missing:
+            alerts = {**alerts, **self.log.get_alerts(missing)}
+        live: list[Notice] = []
+        cancelled: list[DeliveryAttempt] = []
+        for n in batch:
+            st = alerts.get(n.alert_id)
+            if st is None or not st.is_open or rid not in self.cfg.recipients:
+                why = "alert closed" if st is not None and not st.is_open else "alert or recipient no longer known"
+                cancelled.append(self._attempt(n.delivery_id, n.kind, rid, ch, "cancelled", now, alert_id=n.alert_id, error=why))
+                q.drop(n.delivery_id)
+            else:
+                live.append(n)
+        if cancelled:
+            self.log.record_many(cancelled)
+            report.cancelled += len(cancelled)
+        if not live:
             return
         rcpt = self.cfg.recipients[rid]
         address = rcpt.address(ch) or ""
-        if decision == "single":
-            for x in group:
-                st = alerts[x.alert_id]
-                ctx = self.renderer.notice_context(x.kind, st, rcpt)
-                msg = self.renderer.message(
-                    kind=x.kind,
-                    channel=ch,
-                    recipient=rcpt,
-                    address=address,
-                    delivery_id=x.delivery_id,
-                    ctx=ctx,
-                    now=now,
-                    alert_id=x.alert_id,
-                )
-                self._send(msg, [], prior, now, report)
+        single = not (digest_mode and len(live) > 1)
+        if single:
+            for n in live:
+                ctx = self.renderer.notice_context(n.kind, alerts[n.alert_id], rcpt)
+                msg = self.renderer.message(kind=n.kind, channel=ch, recipient=rcpt, address=address,
+                                            delivery_id=n.delivery_id, ctx=ctx, now=now, alert_id=n.alert_id)
+                self._send(msg, [], prior_failures, q, now, report, notice=n)
             return
-        did = digest_delivery_id(group, rid, ch)
-        items = [DigestItem(kind=x.kind, alert=alerts[x.alert_id]) for x in group]
+        did = digest_delivery_id(live, rid, ch)
+        items = [DigestItem(kind=n.kind, alert=alerts[n.alert_id]) for n in live]
         ctx = self.renderer.digest_context(items, rcpt, now)
-        msg = self.renderer.message(
-            kind="digest", channel=ch, recipient=rcpt, address=address, delivery_id=did, ctx=ctx, now=now
-        )
-        self._send(msg, group, prior, now, report)
+        msg = self.renderer.message(kind="digest", channel=ch, recipient=rcpt, address=address,
+                                    delivery_id=did, ctx=ctx, now=now)
+        self._send(msg, live, prior_failures, q, now, report)
 
     # ------------------------------------------------------------------------- sending
 
@@ -368,55 +407,41 @@ class Dispatcher:
         self,
         msg: OutgoingMessage,
         covered: list[Notice],
-        prior: dict[str, DeliveryAttempt],
+        prior_failures: dict[str, int],
+        q: _GroupQueue,
         now: datetime,
         report: DeliveryReport,
+        *,
+        notice: Notice | None = None,
     ) -> None:
         """Record, try with retries, record the outcome — for the message and every notice it carries."""
         rid, ch = msg.recipient_id, msg.channel
         summary = msg.subject if ch == "email" else msg.body
         is_digest = msg.kind == "digest"
+        notices = covered if is_digest else ([notice] if notice else [])
 
         def rows(result: str, **extra: object) -> list[DeliveryAttempt]:
-            out = [
-                self._attempt(
-                    msg.delivery_id,
-                    msg.kind,
-                    rid,
-                    ch,
-                    result,
-                    now,
-                    alert_id=msg.alert_id,
-                    summary=summary,
-                    covers=len(covered),
-                    **extra,
-                )
-            ]
+            base = dict(extra)
+            if "failures" in base:
+                base["failures"] = prior_failures.get(msg.delivery_id, 0) + 1
+            out = [self._attempt(msg.delivery_id, msg.kind, rid, ch, result, now, alert_id=msg.alert_id,
+                                 summary=summary, covers=len(covered), **base)]
             for x in covered:
                 ex = {k: v for k, v in extra.items() if k in ("error", "failures")}
                 if "failures" in ex:
-                    ex["failures"] = (prior[x.delivery_id].failures if x.delivery_id in prior else 0) + 1
-                out.append(
-                    self._attempt(
-                        x.delivery_id,
-                        x.kind,
-                        rid,
-                        ch,
-                        result,
-                        now,
-                        alert_id=x.alert_id,
-                        digest_id=msg.delivery_id,
-                        **ex,
-                    )
-                )
+                    ex["failures"] = prior_failures.get(x.delivery_id, 0) + 1
+                out.append(self._attempt(x.delivery_id, x.kind, rid, ch, result, now, alert_id=x.alert_id,
+                                         digest_id=msg.delivery_id, **ex))
             return out
 
         self.log.record_many(rows("pending", attempt=1))
+        for n in notices:
+            q.mark_in_flight(n)
         sender = self.senders[ch]
         retry = self.cfg.transport.retry
         tries = 0
+        result: SendResult | None = None
         try:
-            result: SendResult | None = None
             for attempt in Retrying(
                 stop=stop_after_attempt(max(1, retry.attempts)),
                 wait=wait_exponential(multiplier=retry.initial, max=retry.max),
@@ -429,54 +454,25 @@ class Dispatcher:
                     try:
                         result = sender.send(msg)
                     except TransientError as exc:
-                        self.log.record(
-                            self._attempt(
-                                msg.delivery_id,
-                                msg.kind,
-                                rid,
-                                ch,
-                                "error",
-                                now,
-                                alert_id=msg.alert_id,
-                                attempt=tries,
-                                error=str(exc),
-                            )
-                        )
-                        log.info(
-                            "delivery %s to %s via %s: try %d failed: %s",
-                            msg.delivery_id,
-                            rid,
-                            ch,
-                            tries,
-                            exc,
-                        )
+                        self.log.record(self._attempt(msg.delivery_id, msg.kind, rid, ch, "error", now,
+                                                      alert_id=msg.alert_id, attempt=tries, error=str(exc)))
+                        log.info("delivery %s to %s via %s: try %d failed: %s", msg.delivery_id, rid, ch, tries, exc)
                         raise
         except Exception as exc:
             error = str(exc) if isinstance(exc, ChannelError) else f"{type(exc).__name__}: {exc}"[:300]
             if not isinstance(exc, ChannelError):
                 log.exception("delivery %s to %s via %s: unexpected error", msg.delivery_id, rid, ch)
-            kind = (
-                "permanent"
-                if isinstance(exc, PermanentError) or not isinstance(exc, ChannelError)
-                else "retries exhausted"
-            )
-            failures = (prior[msg.delivery_id].failures if msg.delivery_id in prior else 0) + 1
-            self.log.record_many(rows("failed", attempt=tries, error=f"{kind}: {error}", failures=failures))
-            log.error(
-                "delivery %s to %s via %s failed after %d tries (%s): %s",
-                msg.delivery_id,
-                rid,
-                ch,
-                tries,
-                kind,
-                error,
-            )
+            how = "permanent" if isinstance(exc, PermanentError) or not isinstance(exc, ChannelError) else "retries exhausted"
+            self.log.record_many(rows("failed", attempt=tries, error=f"{how}: {error}", failures=1))
+            for n in notices:
+                q.put(n, "failed", now, prior_failures.get(n.delivery_id, 0) + 1)
+            log.error("delivery %s to %s via %s failed after %d tries (%s): %s", msg.delivery_id, rid, ch, tries, how, error)
             report.failed += 1
-            report.failures.append(
-                Failure(delivery_id=msg.delivery_id, recipient_id=rid, channel=ch, kind=msg.kind, error=error)
-            )
+            report.failures.append(Failure(delivery_id=msg.delivery_id, recipient_id=rid, channel=ch, kind=msg.kind, error=error))
             return
         self.log.record_many(rows("sent", attempt=tries, provider_id=result.provider_id if result else None))
+        for n in notices:
+            q.drop(n.delivery_id)
         report.messages_sent += 1
         report.count_sent(rid, ch)
         if is_digest:

@@ -164,7 +164,7 @@ def process_due(dispatcher: Dispatcher, now: datetime) -> DeliveryReport:
             notices.extend(dispatcher.make_notices("escalation", new.alert_id, targets, report))
             report.escalated += 1
             log.info("alert %s: red not acknowledged in time, escalated", new.alert_id)
-    dispatcher.dispatch(notices, alerts, now, report)
+    dispatcher.dispatch(notices, alerts, now, report, flush_all=True)
     if changes:
         dispatcher.log.put_alerts([new for _, new in changes])
     return report

@@ -10,6 +10,7 @@ short by a crash is skipped with a warning, and the next write starts on a fresh
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import logging
 import os
@@ -19,10 +20,18 @@ from pathlib import Path
 
 import msgspec
 
-from alerting.delivery_log import UNFINISHED_RESULTS
+from alerting.delivery_log import UNFINISHED_RESULTS, SentStats
 from alerting.model import AlertState, Channel, DeliveryAttempt
 
 log = logging.getLogger(__name__)
+
+
+def _insort(lst: list[datetime], value: datetime) -> None:
+    """Keep ``lst`` sorted; records mostly arrive in time order, so this is usually an append."""
+    if not lst or lst[-1] <= value:
+        lst.append(value)
+    else:
+        bisect.insort(lst, value)
 
 
 class _Tail:
@@ -68,7 +77,8 @@ class JsonlDeliveryLog:
         self._latest: dict[str, DeliveryAttempt] = {}
         self._by_alert: dict[str, list[DeliveryAttempt]] = {}
         self._by_delivery: dict[str, list[DeliveryAttempt]] = {}
-        self._sent: dict[tuple[str, str], list[DeliveryAttempt]] = {}
+        # (recipient, channel) -> sorted ``at`` of sent notices, sent messages, sent digests
+        self._sent: dict[tuple[str, str], tuple[list[datetime], list[datetime], list[datetime]]] = {}
         self._unfinished: dict[str, DeliveryAttempt] = {}
         self._alerts: dict[str, AlertState] = {}
         self._refresh()
@@ -110,7 +120,13 @@ class JsonlDeliveryLog:
             self._by_alert.setdefault(a.alert_id, []).append(a)
         if a.result == "sent":
             self._delivered.add(did)
-            self._sent.setdefault((a.recipient_id, a.channel), []).append(a)
+            notices, messages, digests = self._sent.setdefault((a.recipient_id, a.channel), ([], [], []))
+            if a.kind != "digest":
+                _insort(notices, a.at)
+            if a.digest_id is None:
+                _insort(messages, a.at)
+            if a.kind == "digest":
+                _insort(digests, a.at)
             self._unfinished.pop(did, None)
         elif a.kind != "digest" and did not in self._delivered:
             if a.result in UNFINISHED_RESULTS:
@@ -140,9 +156,17 @@ class JsonlDeliveryLog:
             return sorted(out, key=lambda x: x.wall_at)
         return [a for lst in self._by_delivery.values() for a in lst]
 
-    def sent_since(self, recipient_id: str, channel: Channel, since: datetime) -> list[DeliveryAttempt]:
+    def sent_stats(self, recipient_id: str, channel: Channel, since: datetime) -> SentStats:
         self._refresh()
-        return [a for a in self._sent.get((recipient_id, channel), ()) if a.at >= since]
+        lists = self._sent.get((recipient_id, channel))
+        if lists is None:
+            return SentStats()
+        notices, messages, digests = lists
+        return SentStats(
+            notices=len(notices) - bisect.bisect_left(notices, since),
+            messages=len(messages) - bisect.bisect_left(messages, since),
+            last_digest_at=digests[-1] if digests and digests[-1] >= since else None,
+        )
 
     def unfinished(self) -> list[DeliveryAttempt]:
         self._refresh()
