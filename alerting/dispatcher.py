@@ -246,8 +246,13 @@ class Dispatcher:
             for a in self.log.unfinished():
                 if a.kind == "digest" or a.alert_id is None:
                     continue
-                n = Notice(kind=a.kind, alert_id=a.alert_id, recipient_id=a.recipient_id,  # type: ignore[arg-type]
-                           channel=a.channel, delivery_id=a.delivery_id)
+                n = Notice(
+                    kind=a.kind,
+                    alert_id=a.alert_id,
+                    recipient_id=a.recipient_id,  # type: ignore[arg-type]
+                    channel=a.channel,
+                    delivery_id=a.delivery_id,
+                )
                 q = self._queues.setdefault((a.recipient_id, a.channel), _GroupQueue())
                 q.put(n, a.result, a.at, a.failures)
         return self._queues.setdefault(key, _GroupQueue())
@@ -297,7 +302,9 @@ class Dispatcher:
         for n in new:
             q.failed.pop(n.delivery_id, None)  # seen again (a replay): try it now
         due_failed = [
-            h for h in q.failed.values() if h.failures < retry.redeliver_max and now >= h.since + retry.redeliver_delta
+            h
+            for h in q.failed.values()
+            if h.failures < retry.redeliver_max and now >= h.since + retry.redeliver_delta
         ]
         count = len(q.held) + len(new) + len(due_failed)
         if count == 0:
@@ -325,8 +332,12 @@ class Dispatcher:
         if decision == "defer":
             if new:
                 self.log.record_many(
-                    [self._attempt(n.delivery_id, n.kind, rid, ch, "deferred", now, alert_id=n.alert_id, error=why)
-                     for n in new]
+                    [
+                        self._attempt(
+                            n.delivery_id, n.kind, rid, ch, "deferred", now, alert_id=n.alert_id, error=why
+                        )
+                        for n in new
+                    ]
                 )
                 for n in new:
                     q.put(n, "deferred", now, 0)
@@ -348,8 +359,16 @@ class Dispatcher:
         for n in batch:
             st = alerts.get(n.alert_id)
             if st is None or not st.is_open or rid not in self.cfg.recipients:
-                why = "alert closed" if st is not None and not st.is_open else "alert or recipient no longer known"
-                cancelled.append(self._attempt(n.delivery_id, n.kind, rid, ch, "cancelled", now, alert_id=n.alert_id, error=why))
+                why = (
+                    "alert closed"
+                    if st is not None and not st.is_open
+                    else "alert or recipient no longer known"
+                )
+                cancelled.append(
+                    self._attempt(
+                        n.delivery_id, n.kind, rid, ch, "cancelled", now, alert_id=n.alert_id, error=why
+                    )
+                )
                 q.drop(n.delivery_id)
             else:
                 live.append(n)
@@ -364,15 +383,24 @@ class Dispatcher:
         if single:
             for n in live:
                 ctx = self.renderer.notice_context(n.kind, alerts[n.alert_id], rcpt)
-                msg = self.renderer.message(kind=n.kind, channel=ch, recipient=rcpt, address=address,
-                                            delivery_id=n.delivery_id, ctx=ctx, now=now, alert_id=n.alert_id)
+                msg = self.renderer.message(
+                    kind=n.kind,
+                    channel=ch,
+                    recipient=rcpt,
+                    address=address,
+                    delivery_id=n.delivery_id,
+                    ctx=ctx,
+                    now=now,
+                    alert_id=n.alert_id,
+                )
                 self._send(msg, [], prior_failures, q, now, report, notice=n)
             return
         did = digest_delivery_id(live, rid, ch)
         items = [DigestItem(kind=n.kind, alert=alerts[n.alert_id]) for n in live]
         ctx = self.renderer.digest_context(items, rcpt, now)
-        msg = self.renderer.message(kind="digest", channel=ch, recipient=rcpt, address=address,
-                                    delivery_id=did, ctx=ctx, now=now)
+        msg = self.renderer.message(
+            kind="digest", channel=ch, recipient=rcpt, address=address, delivery_id=did, ctx=ctx, now=now
+        )
         self._send(msg, live, prior_failures, q, now, report)
 
     # ------------------------------------------------------------------------- sending
@@ -424,14 +452,37 @@ class Dispatcher:
             base = dict(extra)
             if "failures" in base:
                 base["failures"] = prior_failures.get(msg.delivery_id, 0) + 1
-            out = [self._attempt(msg.delivery_id, msg.kind, rid, ch, result, now, alert_id=msg.alert_id,
-                                 summary=summary, covers=len(covered), **base)]
+            out = [
+                self._attempt(
+                    msg.delivery_id,
+                    msg.kind,
+                    rid,
+                    ch,
+                    result,
+                    now,
+                    alert_id=msg.alert_id,
+                    summary=summary,
+                    covers=len(covered),
+                    **base,
+                )
+            ]
             for x in covered:
                 ex = {k: v for k, v in extra.items() if k in ("error", "failures")}
                 if "failures" in ex:
                     ex["failures"] = prior_failures.get(x.delivery_id, 0) + 1
-                out.append(self._attempt(x.delivery_id, x.kind, rid, ch, result, now, alert_id=x.alert_id,
-                                         digest_id=msg.delivery_id, **ex))
+                out.append(
+                    self._attempt(
+                        x.delivery_id,
+                        x.kind,
+                        rid,
+                        ch,
+                        result,
+                        now,
+                        alert_id=x.alert_id,
+                        digest_id=msg.delivery_id,
+                        **ex,
+                    )
+                )
             return out
 
         self.log.record_many(rows("pending", attempt=1))
@@ -454,21 +505,53 @@ class Dispatcher:
                     try:
                         result = sender.send(msg)
                     except TransientError as exc:
-                        self.log.record(self._attempt(msg.delivery_id, msg.kind, rid, ch, "error", now,
-                                                      alert_id=msg.alert_id, attempt=tries, error=str(exc)))
-                        log.info("delivery %s to %s via %s: try %d failed: %s", msg.delivery_id, rid, ch, tries, exc)
+                        self.log.record(
+                            self._attempt(
+                                msg.delivery_id,
+                                msg.kind,
+                                rid,
+                                ch,
+                                "error",
+                                now,
+                                alert_id=msg.alert_id,
+                                attempt=tries,
+                                error=str(exc),
+                            )
+                        )
+                        log.info(
+                            "delivery %s to %s via %s: try %d failed: %s",
+                            msg.delivery_id,
+                            rid,
+                            ch,
+                            tries,
+                            exc,
+                        )
                         raise
         except Exception as exc:
             error = str(exc) if isinstance(exc, ChannelError) else f"{type(exc).__name__}: {exc}"[:300]
             if not isinstance(exc, ChannelError):
                 log.exception("delivery %s to %s via %s: unexpected error", msg.delivery_id, rid, ch)
-            how = "permanent" if isinstance(exc, PermanentError) or not isinstance(exc, ChannelError) else "retries exhausted"
+            how = (
+                "permanent"
+                if isinstance(exc, PermanentError) or not isinstance(exc, ChannelError)
+                else "retries exhausted"
+            )
             self.log.record_many(rows("failed", attempt=tries, error=f"{how}: {error}", failures=1))
             for n in notices:
                 q.put(n, "failed", now, prior_failures.get(n.delivery_id, 0) + 1)
-            log.error("delivery %s to %s via %s failed after %d tries (%s): %s", msg.delivery_id, rid, ch, tries, how, error)
+            log.error(
+                "delivery %s to %s via %s failed after %d tries (%s): %s",
+                msg.delivery_id,
+                rid,
+                ch,
+                tries,
+                how,
+                error,
+            )
             report.failed += 1
-            report.failures.append(Failure(delivery_id=msg.delivery_id, recipient_id=rid, channel=ch, kind=msg.kind, error=error))
+            report.failures.append(
+                Failure(delivery_id=msg.delivery_id, recipient_id=rid, channel=ch, kind=msg.kind, error=error)
+            )
             return
         self.log.record_many(rows("sent", attempt=tries, provider_id=result.provider_id if result else None))
         for n in notices:

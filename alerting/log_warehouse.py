@@ -91,8 +91,16 @@ def _attempt(detail: str) -> DeliveryAttempt:
 
 def lifecycle_row(s: AlertState) -> dict[str, Any]:
     f = s.finding
-    masked = msgspec.structs.replace(s, finding=msgspec.structs.replace(f, message=mask_text(f.message), basis=mask_text(f.basis)))
-    actor = s.closed_by if s.status in ("resolved", "dismissed") else s.acknowledged_by if s.status == "acknowledged" else None
+    masked = msgspec.structs.replace(
+        s, finding=msgspec.structs.replace(f, message=mask_text(f.message), basis=mask_text(f.basis))
+    )
+    actor = (
+        s.closed_by
+        if s.status in ("resolved", "dismissed")
+        else s.acknowledged_by
+        if s.status == "acknowledged"
+        else None
+    )
     return {
         "alert_id": s.alert_id,
         "version": s.version,
@@ -123,7 +131,9 @@ class WarehouseDeliveryLog:
     def open(cls, target: str | None) -> WarehouseDeliveryLog:
         from warehouse import open_warehouse  # type: ignore[attr-defined]
 
-        return cls(open_warehouse(target), owns=True)
+        wh = open_warehouse(target)
+        wh.migrate()  # idempotent: a fresh directory gets its tables, an up-to-date one is untouched
+        return cls(wh, owns=True)
 
     # --------------------------------------------------------------------------- deliveries
 
@@ -150,9 +160,14 @@ class WarehouseDeliveryLog:
         self.wh.insert(DELIVERIES, [delivery_row(a) for a in attempts])
         self._delivered.update(a.delivery_id for a in attempts if a.result == "sent")
 
-    def attempts(self, *, alert_id: str | None = None, delivery_id: str | None = None) -> list[DeliveryAttempt]:
+    def attempts(
+        self, *, alert_id: str | None = None, delivery_id: str | None = None
+    ) -> list[DeliveryAttempt]:
         if delivery_id is not None:
-            rows = self.wh.query(f"SELECT DISTINCT detail FROM {DELIVERIES} WHERE delivery_id = {{d:String}}", {"d": delivery_id})
+            rows = self.wh.query(
+                f"SELECT DISTINCT detail FROM {DELIVERIES} WHERE delivery_id = {{d:String}}",
+                {"d": delivery_id},
+            )
         elif alert_id is not None:
             rows = self.wh.query(
                 f"SELECT DISTINCT detail FROM {DELIVERIES} WHERE alert_id = {{a:String}} "
@@ -181,7 +196,9 @@ class WarehouseDeliveryLog:
         last = None
         if int(r["digests"] or 0) > 0 and r["last_digest"]:
             last = _attempt(r["last_digest"]).at
-        return SentStats(notices=int(r["notices"] or 0), messages=int(r["messages"] or 0), last_digest_at=last)
+        return SentStats(
+            notices=int(r["notices"] or 0), messages=int(r["messages"] or 0), last_digest_at=last
+        )
 
     def unfinished(self) -> list[DeliveryAttempt]:
         rows = self.wh.query(

@@ -37,16 +37,24 @@ _CHANNEL = {"email": "邮件", "sms": "短信"}
 
 LogOpt = Annotated[
     Path | None,
-    typer.Option("--log", help=f"投递记录目录（JSONL，默认 ${LOG_ENV} 或 {DEFAULT_LOG_DIR}）", show_default=False),
+    typer.Option(
+        "--log", help=f"投递记录目录（JSONL，默认 ${LOG_ENV} 或 {DEFAULT_LOG_DIR}）", show_default=False
+    ),
 ]
 WarehouseOpt = Annotated[
     str | None,
-    typer.Option("--warehouse", help=f"改用数据仓库中的投递记录（目标，如 chdb:data/warehouse；或 ${WAREHOUSE_ENV}）"),
+    typer.Option(
+        "--warehouse", help=f"改用数据仓库中的投递记录（目标，如 chdb:data/warehouse；或 ${WAREHOUSE_ENV}）"
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="输出 JSON（供脚本使用）")]
 AtOpt = Annotated[
     datetime | None,
-    typer.Option("--at", help="操作时间（ISO 8601，默认当前时间；无时区按北京时间）", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"]),
+    typer.Option(
+        "--at",
+        help="操作时间（ISO 8601，默认当前时间；无时区按北京时间）",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"],
+    ),
 ]
 
 
@@ -113,9 +121,15 @@ def register(app: typer.Typer) -> None:
     def list_(
         status: Annotated[
             list[str] | None,
-            typer.Option("--status", "-s", help="状态：open 待签收、acknowledged 已签收、resolved 已办结、dismissed 已撤销、all 全部（可多次指定；默认未办结的）"),
+            typer.Option(
+                "--status",
+                "-s",
+                help="状态：open 待签收、acknowledged 已签收、resolved 已办结、dismissed 已撤销、all 全部（可多次指定；默认未办结的）",
+            ),
         ] = None,
-        severity: Annotated[str | None, typer.Option("--severity", help="等级：yellow 黄牌 / red 红牌")] = None,
+        severity: Annotated[
+            str | None, typer.Option("--severity", help="等级：yellow 黄牌 / red 红牌")
+        ] = None,
         department: Annotated[str | None, typer.Option("--department", "-d", help="部门名称")] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", help="最多显示条数")] = 50,
         log_dir: LogOpt = None,
@@ -152,8 +166,14 @@ def register(app: typer.Typer) -> None:
             if a.escalated_at:
                 sev.append("（已升级）")
             table.add_row(
-                a.alert_id[:12], sev, _status_label(a), rule_name(a.finding.rule), a.finding.case_id,
-                a.finding.department or "—", _cn(a.opened_at), who,
+                a.alert_id[:12],
+                sev,
+                _status_label(a),
+                rule_name(a.finding.rule),
+                a.finding.case_id,
+                a.finding.department or "—",
+                _cn(a.opened_at),
+                who,
             )
         Console().print(table)
 
@@ -220,8 +240,14 @@ def register(app: typer.Typer) -> None:
             if a.kind == "digest":
                 note = (note + " " if note else "") + f"汇总 {a.covers} 条"
             dt.add_row(
-                _cn(a.wall_at), _CHANNEL.get(a.channel, a.channel), a.recipient_id, a.address or "—",
-                kinds.get(a.kind, a.kind), _RESULT.get(a.result, a.result), str(a.attempt or ""), Text(note),
+                _cn(a.wall_at),
+                _CHANNEL.get(a.channel, a.channel),
+                a.recipient_id,
+                a.address or "—",
+                kinds.get(a.kind, a.kind),
+                _RESULT.get(a.result, a.result),
+                str(a.attempt or ""),
+                Text(note),
             )
         console.print(dt)
 
@@ -245,10 +271,20 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(_alert_dict(st))
         else:
-            typer.echo(f"已签收告警 {st.alert_id}（{st.finding.case_id}），签收人：{st.acknowledged_by}，时间：{_cn(st.acknowledged_at)}")
+            typer.echo(
+                f"已签收告警 {st.alert_id}（{st.finding.case_id}），签收人：{st.acknowledged_by}，时间：{_cn(st.acknowledged_at)}"
+            )
 
-    def _close(alert: str, by: str, reason: str, at: datetime | None, log_dir: Path | None, warehouse: str | None,
-               as_json: bool, dismiss: bool) -> None:
+    def _close(
+        alert: str,
+        by: str,
+        reason: str,
+        at: datetime | None,
+        log_dir: Path | None,
+        warehouse: str | None,
+        as_json: bool,
+        dismiss: bool,
+    ) -> None:
         from alerting.lifecycle import AlertLifecycleError, close
 
         log = _open_log(log_dir, warehouse)
@@ -260,7 +296,9 @@ def register(app: typer.Typer) -> None:
             _print_json(_alert_dict(st))
         else:
             what = "撤销" if dismiss else "办结"
-            typer.echo(f"已{what}告警 {st.alert_id}（{st.finding.case_id}），处理人：{st.closed_by}，原因：{st.reason}")
+            typer.echo(
+                f"已{what}告警 {st.alert_id}（{st.finding.case_id}），处理人：{st.closed_by}，原因：{st.reason}"
+            )
 
     @alerts_app.command("resolve")
     def resolve(
@@ -292,8 +330,12 @@ def register(app: typer.Typer) -> None:
     @alerts_app.command("tick")
     def tick(
         at: AtOpt = None,
-        config: Annotated[Path | None, typer.Option("--config", help="路由配置（默认 config/routing.yaml）")] = None,
-        outbox: Annotated[Path | None, typer.Option("--outbox", help="发件箱目录（使用 outbox 渠道时）")] = None,
+        config: Annotated[
+            Path | None, typer.Option("--config", help="路由配置（默认 config/routing.yaml）")
+        ] = None,
+        outbox: Annotated[
+            Path | None, typer.Option("--outbox", help="发件箱目录（使用 outbox 渠道时）")
+        ] = None,
         log_dir: LogOpt = None,
         warehouse: WarehouseOpt = None,
         as_json: JsonOpt = False,
