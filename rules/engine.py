@@ -47,9 +47,41 @@ for _module in (fees, procedure, quality):
     for _type, _handlers in _module.ON_EVENT.items():
         _EVENT_RULES.setdefault(_type, []).extend(_handlers)
 _ANY_RULES: list[Handler] = list(procedure.ON_ANY)
-_DEADLINE_RULES = (timeouts.deadlines, fees.deadlines, procedure.deadlines, quality.deadlines)
+DeadlineRule = Callable[[CaseContext, list[Deadline]], None]
+_FAMILIES: dict[str, DeadlineRule] = {
+    "timeouts": timeouts.deadlines,
+    "steps": timeouts.step_deadlines,
+    "fees": fees.deadlines,
+    "procedure": procedure.deadlines,
+    "quality": quality.deadlines,
+}
+_ALL = tuple(_FAMILIES)
+_LIFECYCLE = ("timeouts", "steps", "fees", "procedure")
+# Which deadline families an event can move. Recomputing only those keeps the hot path short: most
+# events (steps, fees, ratings) touch one or two families.
+_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "submitted": _ALL, "accepted": _ALL,
+    "intake_rejected": _LIFECYCLE, "withdrawn": _LIFECYCLE, "completed": _LIFECYCLE, "decided": _LIFECYCLE,
+    "supplement_requested": ("timeouts", "steps"), "supplement_received": ("timeouts", "steps"),
+    "suspended": ("timeouts", "steps"), "resumed": ("timeouts", "steps"),
+    "extension_granted": ("timeouts",),
+    "step_completed": ("steps", "procedure"),
+    "fee_assessed": ("fees",), "fee_paid": ("fees",), "fee_waived": ("fees",), "fee_refunded": ("fees",),
+    "delivered": ("fees",),
+    "rated": ("quality",), "rating_resolved": ("quality",),
+    "complaint_filed": ("quality",), "complaint_resolved": ("quality",),
+}
 
 _NO_INTAKE_OK = {"submitted", "accepted"}
+
+
+def _cache(state: CaseState) -> dict[str, list[Deadline]]:
+    """Per-family deadlines, kept on the state object but never serialised (rebuilt after decode)."""
+    cache = getattr(state, "_deadlines", None)
+    if cache is None:
+        cache = {}
+        state._deadlines = cache  # type: ignore[attr-defined]
+    return cache
 
 
 class Outcome(NamedTuple):
@@ -104,12 +136,14 @@ class Engine:
         if not facts or (facts[-1].t, facts[-1].seq) <= (fact.t, fact.seq):
             facts.append(fact)
             start = len(facts) - 1
+            changed = _TRIGGERS[fact.type]
         else:
             start = bisect.bisect_right([(f.t, f.seq) for f in facts], (fact.t, fact.seq))
             facts.insert(start, fact)
             state.d = Derived()
             for f in facts[:start]:
                 fold(state.d, f)
+            changed = _ALL
 
         ctx = self._context(state, findings)
         for f in facts[start:]:
@@ -122,7 +156,12 @@ class Engine:
             for rule in _ANY_RULES:
                 rule(ctx, f)
 
-        self._fire_due(state, state.now, findings)
+        cache = _cache(state)
+        for family in changed:
+            out: list[Deadline] = []
+            _FAMILIES[family](ctx, out)
+            cache[family] = out
+        self._fire_due(state, state.now, findings, ctx)
         return Outcome(state, findings, notes)
 
     def advance(self, state: CaseState, now: datetime | float) -> Outcome:
@@ -132,7 +171,7 @@ class Engine:
         if t > state.now:
             state.now = t
         if state.next_due is not None and state.next_due <= t:
-            self._fire_due(state, t, findings)
+            self._fire_due(state, t, findings, self._context(state, findings))
         return Outcome(state, findings, [])
 
     def next_due(self, state: CaseState) -> datetime | None:
@@ -166,28 +205,35 @@ class Engine:
                                       f"statutory, intake and quality rules apply to case {state.case_id}"))
 
     def deadlines(self, state: CaseState) -> list[Deadline]:
-        out: list[Deadline] = []
-        ctx = self._context(state, [])
-        for rule in _DEADLINE_RULES:
-            rule(ctx, out)
-        return out
+        """Every clock deadline of the case as its facts stand (cached per family between events)."""
+        cache = _cache(state)
+        if len(cache) < len(_FAMILIES):
+            ctx = self._context(state, [])
+            for family, rule in _FAMILIES.items():
+                if family not in cache:
+                    out: list[Deadline] = []
+                    rule(ctx, out)
+                    cache[family] = out
+        return [dl for family in _FAMILIES for dl in cache[family]]
 
-    def _fire_due(self, state: CaseState, now: float, findings: list[Finding]) -> None:
+    def _fire_due(self, state: CaseState, now: float, findings: list[Finding], ctx: CaseContext) -> None:
         """Fire every deadline passed by ``now`` and cache the next one (recomputed after each event)."""
-        ctx = self._context(state, findings)
         pending: float | None = None
-        for dl in sorted(self.deadlines(state), key=lambda x: (x.at, x.rule, x.occurrence)):
+        due: list[Deadline] = []
+        for dl in self.deadlines(state):
             if dl.satisfied is not None and dl.satisfied <= dl.at:
                 continue
-            key = f"{dl.rule}|{dl.occurrence}"
-            if state.has_fired(key):
-                continue
             if dl.at <= now:
+                if not state.has_fired(f"{dl.rule}|{dl.occurrence}"):
+                    due.append(dl)
+            elif pending is None or dl.at < pending:
+                pending = dl.at
+        if due:
+            due.sort(key=lambda x: (x.at, x.rule, x.occurrence))
+            for dl in due:
                 message, basis = dl.render()
                 ctx.raise_finding(dl.rule, dl.occurrence, dl.at, message, basis, officer=dl.officer,
                                   deadline=dl.at)
-            elif pending is None or dl.at < pending:
-                pending = dl.at
         state.next_due = pending
 
     # -- facts for storage ---------------------------------------------------------------------

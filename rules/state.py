@@ -125,7 +125,7 @@ class Derived(msgspec.Struct, array_like=True):
         return None
 
 
-class CaseState(msgspec.Struct):
+class CaseState(msgspec.Struct, dict=True):
     case_id: str
     v: int = STATE_VERSION
     info: CaseInfo = msgspec.field(default_factory=CaseInfo)

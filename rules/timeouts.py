@@ -114,24 +114,6 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
                      f"{LAW}第四十二条" + ("、第四十五条" if d.pauses else "")),
         ))
 
-    if item is not None and item.step_limits:
-        prev_t = s_t
-        for step in item.steps:
-            done = d.steps.get(step)
-            limit = item.step_limits.get(step)
-            if limit is not None:
-                sd2 = clock.nth(china_date(prev_t), limit, pv)
-                if sd2 is not None:
-                    at2 = end_of(sd2)
-                    out.append(Deadline(
-                        "TIMEOUT.STEP_OVERDUE", step, at2, _min(done[0] if done else None, terminal),
-                        _step_message(ctx, step, limit, at2),
-                        officer=done[1] if done else None,
-                    ))
-            if done is None:
-                break
-            prev_t = max(prev_t, done[0])
-
     for p in d.pauses:
         if p.kind == "suspension" and p.planned_days:
             od2 = clock.nth(china_date(p.start), p.planned_days)
@@ -141,6 +123,37 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
                     "TIMEOUT.SUSPENSION_OVERRUN", p.eid, at3, _min(p.end, terminal),
                     _suspension_message(ctx, p.start, p.planned_days, at3),
                 ))
+
+
+def step_deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
+    """TIMEOUT.STEP_OVERDUE: kept apart because only step events (and pauses) move these deadlines."""
+    item = ctx.item
+    if item is None or not item.step_limits:
+        return
+    start = clock_start(ctx)
+    if start is None:
+        return
+    d = ctx.d
+    clock = ctx.clock
+    terminal = d.terminal_t
+    pv = pause_view(d)
+    s_t = start[1]
+    prev_t = s_t
+    for step in item.steps:
+        done = d.steps.get(step)
+        limit = item.step_limits.get(step)
+        if limit is not None:
+            sd2 = clock.nth(china_date(prev_t), limit, pv)
+            if sd2 is not None:
+                at2 = end_of(sd2)
+                out.append(Deadline(
+                    "TIMEOUT.STEP_OVERDUE", step, at2, _min(done[0] if done else None, terminal),
+                    _step_message(ctx, step, limit, at2),
+                    officer=done[1] if done else None,
+                ))
+        if done is None:
+            break
+        prev_t = max(prev_t, done[0])
 
 
 def _step_message(ctx: CaseContext, step: str, limit: int, at: float):

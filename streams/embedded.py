@@ -7,6 +7,7 @@ in the same global order a live run would show them.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -60,7 +61,22 @@ def load(source: BinaryIO | Iterable[bytes], naive_tz=None) -> tuple[list[AnyEve
 def run_events(engine: Engine, events: list[AnyEvent], until: datetime | None = None,
                on_findings: FindingSink | None = None, on_notes: Callable[[list[Note]], None] | None = None,
                progress: Callable[[int], None] | None = None) -> RunResult:
-    """Apply ``events`` in event-time order, then let the clock run to ``until`` (default: the last event)."""
+    """Apply ``events`` in event-time order, then let the clock run to ``until`` (default: the last event).
+
+    Python's cyclic garbage collector is paused for the run: case states hold no reference cycles, and
+    with a million live objects its repeated full scans made the run five times slower.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(engine, events, until, on_findings, on_notes, progress)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_findings: FindingSink | None,
+         on_notes: Callable[[list[Note]], None] | None, progress: Callable[[int], None] | None) -> RunResult:
     result = RunResult(valid=len(events))
     order = sorted(range(len(events)), key=lambda i: (events[i].occurred_at.timestamp(), i))
     states = result.states
