@@ -272,6 +272,7 @@ def test_ten_thousand_findings_in_one_minute_become_digests(tmp_path: Path) -> N
     assert again.messages_sent == 0 and again.already_delivered == 40_000
 
 
+@pytest.mark.slow
 def test_findings_trickling_in_one_by_one_still_make_few_messages(tmp_path: Path) -> None:
     cfg = make_config()
     log = JsonlDeliveryLog(tmp_path / "log", fsync=False)
