@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from datetime import date
 from itertools import accumulate
+from operator import mul
 
 # The most common surnames, weighted roughly by frequency (公安部 2020 姓氏统计), plus a few 复姓.
 _SURNAMES = (
@@ -59,26 +60,27 @@ _BIRTH_SPAN = 20819
 
 def person_name(rng: random.Random) -> str:
     surname = rng.choices(_SURNAME_LIST, cum_weights=_SURNAME_CUM)[0]
+    rnd = rng.random
     n = len(_GIVEN)
-    if rng.random() < 0.72:
-        return surname + _GIVEN[rng.randrange(n)] + _GIVEN[rng.randrange(n)]
-    return surname + _GIVEN[rng.randrange(n)]
+    if rnd() < 0.72:
+        return surname + _GIVEN[int(rnd() * n)] + _GIVEN[int(rnd() * n)]
+    return surname + _GIVEN[int(rnd() * n)]
 
 
 def id_check_char(first17: str) -> str:
     """GB 11643-1999 check character (ISO 7064 MOD 11-2)."""
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True))
+    total = sum(map(mul, map(int, first17), _ID_WEIGHTS))
     return _ID_CHECK[total % 11]
 
 
 def id_number(rng: random.Random, home_region: str) -> str:
     """18-character resident ID number: region, birth date, sequence, check character."""
-    region = home_region if rng.random() < 0.65 else _BIRTH_REGIONS[rng.randrange(len(_BIRTH_REGIONS))]
-    born = date.fromordinal(_BIRTH_FIRST + rng.randrange(_BIRTH_SPAN))
-    first17 = f"{region}{born.year:04d}{born.month:02d}{born.day:02d}{rng.randrange(1000):03d}"
+    region = home_region if rng.random() < 0.65 else _BIRTH_REGIONS[int(rng.random() * len(_BIRTH_REGIONS))]
+    born = date.fromordinal(_BIRTH_FIRST + int(rng.random() * _BIRTH_SPAN))
+    first17 = f"{region}{born.year:04d}{born.month:02d}{born.day:02d}{int(rng.random() * 1000):03d}"
     return first17 + id_check_char(first17)
 
 
 def mobile(rng: random.Random) -> str:
     """11-digit mainland mobile number with an allocated prefix."""
-    return _MOBILE_PREFIXES[rng.randrange(len(_MOBILE_PREFIXES))] + f"{rng.randrange(100_000_000):08d}"
+    return _MOBILE_PREFIXES[int(rng.random() * len(_MOBILE_PREFIXES))] + f"{int(rng.random() * 100_000_000):08d}"

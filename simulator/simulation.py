@@ -1,8 +1,8 @@
 """The simulation run: arrivals, cases, injected violations, the event stream and its ground truth.
 
-Cases are planned in arrival order, day by day, and their encoded events wait in a heap keyed by
-recorded time; whatever is recorded before the current arrival day can no longer be overtaken and
-is written out. That keeps memory bounded by the cases in flight and the output ordered by recorded
+Cases are planned in arrival order, day by day, and their encoded events wait in per-day buckets
+of recorded time; a day recorded before the current arrival day can no longer be added to, so it
+is sorted and written out. That keeps memory bounded by the cases in flight and the output ordered by recorded
 time, with the late arrivals and duplicates a real feed has.
 
 Three independent random streams (planning, recording delays, malformed lines) come from the one
@@ -11,12 +11,13 @@ seed, so ``--bad-rate`` changes which broken lines are added and nothing else.
 
 from __future__ import annotations
 
-import heapq
 import random
+from bisect import bisect
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from rules.catalog import Catalog, load_catalog
 from rules.config import RuleConfig, load_rule_config
 from schemas.events import CHINA_TZ, EVENT_TYPES, Applicant, encode_event
 from simulator import oracle
-from simulator.timeline import AM_LEN, OFFICE_LEN, DayTable, SimulationError, day_start
-from simulator.traffic import Case, Center, ItemProfile, Knobs, Planner, build_profiles
+from simulator.timeline import AM_LEN, DAY, EPOCH_ORD, OFFICE_LEN, UTC8, DayTable, SimulationError, day_start
+from simulator.traffic import Case, Center, ItemProfile, Knobs, PEvent, Planner, build_profiles
 from simulator.violations import VIOLATIONS, Injection, Violation
 
 REGION_CODES: tuple[tuple[str, str], ...] = (
@@ -101,10 +102,7 @@ class Simulation:
         self.cfg = config or load_rule_config()
         self.calendar = calendar or WorkCalendar.default()
         self.check_normal = check_normal
-        # Lifecycles run well past the window: statutory limits, extensions, pauses and follow-ups.
-        longest = max(i.statutory_days for i in self.catalog.items) + 10
-        span = days + 3 * longest + 3 * self.cfg.bad_rating_days + 90
-        self.tab = DayTable(self.calendar, start - timedelta(days=7), start + timedelta(days=span))
+        self.tab = DayTable(self.calendar, start - timedelta(days=7), days + 60)
         self.profiles = build_profiles(self.catalog, self.cfg)
         self.centers = _centers(centers, self.profiles)
         self.truth: list[dict[str, Any]] = []
@@ -166,8 +164,12 @@ class Simulation:
         arrivals = self._arrivals(rng)
         injections, eligible = self._injections(rng)
         horizon = day_start(arrivals[-1][0]) if arrivals else 0
-        weights = [p.weight for p in self.profiles]
-        heap: list[tuple[int, int, bytes]] = []
+        cum = list(accumulate(p.weight for p in self.profiles))
+        eligible_cum = {rule: list(accumulate(p.weight for p in items)) for rule, items in eligible.items()}
+        rnd = rng.random
+        rec = rec_rng.random
+        # Pending lines by China date of recording; a day is written once no case can add to it.
+        buckets: dict[int, list[tuple[int, int, bytes]]] = {}
         seq = 0
         index = 0
         last_ts = 0
@@ -175,23 +177,27 @@ class Simulation:
         injected: list[tuple[Case, dict[str, int]]] = []
         summ = self.summary
         line_no = 0
-        tol = self.cfg.backdate_tolerance_hours * 3600
         make = EVENT_TYPES
+        bad_rate = self.bad_rate
+        bad = bad_rng.random
 
-        def emit(raw: bytes) -> Iterator[bytes]:
+        def flush(before: int | None) -> Iterator[bytes]:
+            """Lines recorded on China dates before ``before`` (all when None), in recorded order."""
             nonlocal line_no
-            if self.bad_rate and bad_rng.random() < self.bad_rate:
-                line_no += 1
-                summ.malformed += 1
-                self.truth.append({"line": line_no, "kind": "malformed"})
-                yield malformed_line(bad_rng, raw)
-            line_no += 1
-            yield raw
+            for d in sorted(d for d in buckets if before is None or d < before):
+                items = buckets.pop(d)
+                items.sort()
+                for _, _, raw in items:
+                    if bad_rate and bad() < bad_rate:
+                        line_no += 1
+                        summ.malformed += 1
+                        self.truth.append({"line": line_no, "kind": "malformed"})
+                        yield malformed_line(bad_rng, raw)
+                    line_no += 1
+                    yield raw
 
         for day, batch in arrivals:
-            cutoff = day_start(day)
-            while heap and heap[0][0] < cutoff:
-                yield from emit(heapq.heappop(heap)[2])
+            yield from flush(day)
             ymd = date.fromordinal(day).strftime("%Y%m%d")
             for off, ci in batch:
                 center = self.centers[ci]
@@ -199,22 +205,21 @@ class Simulation:
                 v = injections.get(index)
                 index += 1
                 if v is None:
-                    prof = rng.choices(self.profiles, weights=weights)[0]
+                    prof = self.profiles[bisect(cum, rnd() * cum[-1])]
                     case = planner.plan(cid, prof, center, day, off, Knobs())
                 else:
                     items = eligible[v.rule]
-                    prof = rng.choices(items, weights=[p.weight for p in items])[0]
+                    wc = eligible_cum[v.rule]
+                    prof = items[bisect(wc, rnd() * wc[-1])]
                     inj = Injection(planner, prof, center, cid, day, off, horizon)
                     case, kind = v.inject(inj)
                     case.kind, case.rule = kind, v.rule
                 # Recording delays: seconds to minutes; a few late arrivals of up to three hours.
                 for e in case.events:
                     if e.delay < 0:
-                        r = rec_rng.random()
-                        e.delay = (rec_rng.randint(1, 60) if r < 0.85 else rec_rng.randint(60, 900) if r < 0.97
-                                   else rec_rng.randint(1800, 10800))
-                        if e.delay > tol:
-                            e.delay = tol // 2
+                        r = rec()
+                        e.delay = (1 + int(r * 70) if r < 0.85 else 60 + int((r - 0.85) * 7000) if r < 0.97
+                                   else 1800 + int((r - 0.97) * 300000))
                 if case.kind is not None:
                     found = oracle.expected(case.events, prof.item, self.cfg, self.tab)
                     if case.rule not in found:
@@ -225,23 +230,30 @@ class Simulation:
                     if found:
                         raise AssertionError(f"正常办件 {cid}（事项 {prof.code}）会触发 {sorted(found)}：{case.events}")
                 summ.cases += 1
+                cid = case.cid
                 for n, e in enumerate(case.events, start=1):
-                    raw = _encode(make, case, n, e) + b"\n"
-                    rec = e.ts + e.delay
+                    raw = _encode(make, cid, n, e)
+                    at = e.ts + e.delay
                     seq += 1
-                    heapq.heappush(heap, (rec, seq, raw))
-                    summ.events += 1
-                    if rec_rng.random() < DUPLICATE_RATE:
+                    item = (at, seq, raw)
+                    d = (at + UTC8) // DAY + EPOCH_ORD
+                    bucket = buckets.get(d)
+                    if bucket is None:
+                        buckets[d] = [item]
+                    else:
+                        bucket.append(item)
+                    if rec() < DUPLICATE_RATE:
                         seq += 1
-                        heapq.heappush(heap, (rec + rec_rng.randint(30, 7200), seq, raw))
-                        summ.events += 1
+                        at += 30 + int(rec() * 7200)
+                        buckets.setdefault((at + UTC8) // DAY + EPOCH_ORD, []).append((at, seq, raw))
                         summ.duplicates += 1
-                    if e.ts > last_ts:
-                        last_ts = e.ts
-                    if first_ts is None or e.ts < first_ts:
-                        first_ts = e.ts
-        while heap:
-            yield from emit(heapq.heappop(heap)[2])
+                summ.events += len(case.events)
+                if case.events[-1].ts > last_ts:
+                    last_ts = case.events[-1].ts
+                if first_ts is None or case.events[0].ts < first_ts:
+                    first_ts = case.events[0].ts
+        yield from flush(None)
+        summ.events += summ.duplicates
         summ.lines = line_no
 
         # Ground truth: every finding the injected cases should raise by the last event time
@@ -262,20 +274,23 @@ class Simulation:
             summ.last_event = datetime.fromtimestamp(last_ts, CHINA_TZ)
 
 
-def _encode(make: dict, case: Case, n: int, e: Any) -> bytes:
+_from_ts = datetime.fromtimestamp
+
+
+def _encode(make: dict, cid: str, n: int, e: PEvent) -> bytes:
+    """One event line, through the contract's own structs and encoder."""
     f = e.f
-    fields = dict(f)
-    if e.type == "submitted":
+    t = e.type
+    if t == "submitted":
+        f = dict(f)
         name, idn, phone = f["applicant"]
-        fields["applicant"] = Applicant(name=name, id_number=idn, phone=phone)
-    elif e.type == "accepted" and "due_at" in f:
-        fields["due_at"] = datetime.fromtimestamp(f["due_at"], CHINA_TZ)
-    ev = make[e.type](
-        event_id=f"{case.cid}-{n:02d}", case_id=case.cid, occurred_at=datetime.fromtimestamp(e.ts, CHINA_TZ),
-        source=e.src, recorded_at=datetime.fromtimestamp(e.ts + e.delay, CHINA_TZ), officer_id=e.officer,
-        **fields,
-    )
-    return encode_event(ev)
+        f["applicant"] = Applicant(name=name, id_number=idn, phone=phone)
+    elif t == "accepted" and "due_at" in f:
+        f = dict(f)
+        f["due_at"] = _from_ts(f["due_at"], CHINA_TZ)
+    ev = make[t](event_id=f"{cid}-{n:02d}", case_id=cid, occurred_at=_from_ts(e.ts, CHINA_TZ), source=e.src,
+                 recorded_at=_from_ts(e.ts + e.delay, CHINA_TZ), officer_id=e.officer, **f)
+    return encode_event(ev) + b"\n"
 
 
 # ------------------------------------------------------------------------------- malformed lines

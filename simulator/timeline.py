@@ -56,50 +56,68 @@ def office_second(offset: int) -> int:
 
 
 class DayTable:
-    """Working-day flags over a span of dates, read once from the calendar.
+    """Working-day flags from a first date onwards, read from the calendar as far as they are needed.
 
-    Dates outside the span raise ``SimulationError`` rather than being guessed: a guessed holiday
-    would move a planned completion across a deadline and corrupt the ground truth.
+    Dates the calendar does not cover raise ``SimulationError`` rather than being guessed: a guessed
+    holiday would move a planned completion across a deadline and corrupt the ground truth. The table
+    grows on demand, so a short run never touches (or warns about) a provisional year it does not use.
     """
 
-    def __init__(self, calendar: WorkCalendar, first: date, last: date):
+    GROW_DAYS = 120
+
+    def __init__(self, calendar: WorkCalendar, first: date, initial_days: int = 120):
         covered = list(calendar.covered_years)
-        if not covered or first.year < covered[0] or first.year > covered[-1]:
-            raise SimulationError(f"起始日期 {first.isoformat()} 不在工作日历覆盖的年份内（{covered[:1]}…{covered[-1:]}）")
-        last = min(last, date(covered[-1], 12, 31))
+        if not covered or not covered[0] <= first.year <= covered[-1]:
+            raise SimulationError(f"日期 {first.isoformat()} 不在工作日历覆盖的年份内")
         self.calendar = calendar
         self.base = first.toordinal()
-        n = last.toordinal() - self.base + 1
-        work = bytearray(n)
-        day = first
+        self.limit = date(covered[-1], 12, 31).toordinal()  # the last date any calendar may know
+        self.work = bytearray()
+        self.cum = [0]
+        self.ords: list[int] = []
+        self.last = self.base - 1
+        self._grow(self.base + initial_days)
+
+    def _grow(self, upto: int) -> None:
+        """Extend the table through ``upto`` (or raise if no calendar knows that far).
+
+        Grows in chunks, but never into a new year before a date there is asked for.
+        """
+        target = max(upto, self.last + 1)
+        year_end = date(date.fromordinal(target).year, 12, 31).toordinal()
+        upto = min(max(target, self.last + self.GROW_DAYS), year_end)
+        if self.last >= self.limit:
+            raise self._out(self.last + 1)
+        upto = min(upto, self.limit)
+        day = date.fromordinal(self.last + 1)
         step = timedelta(days=1)
-        for i in range(n):
+        work, cum, ords = self.work, self.cum, self.ords
+        running = cum[-1]
+        for o in range(self.last + 1, upto + 1):
             try:
-                work[i] = 1 if calendar.is_working_day(day) else 0
+                w = 1 if self.calendar.is_working_day(day) else 0
             except CalendarError:
-                n = i
-                work = work[:i]
+                self.limit = o - 1
                 break
-            day += step
-        self.work = bytes(work)
-        self.last = self.base + len(self.work) - 1
-        self.ords = [self.base + i for i, w in enumerate(self.work) if w]
-        cum = [0] * (len(self.work) + 1)
-        running = 0
-        for i, w in enumerate(self.work):
+            work.append(w)
             running += w
-            cum[i + 1] = running
-        self.cum = cum
+            cum.append(running)
+            if w:
+                ords.append(o)
+            self.last = o
+            day += step
 
     def _out(self, ordinal: int) -> SimulationError:
         return SimulationError(
             f"模拟需要 {date.fromordinal(ordinal).isoformat()} 的工作日信息，但工作日历只覆盖到 "
-            f"{date.fromordinal(self.last).isoformat()}；请缩短 --days 或更早的 --start，或补充 config/holidays.yaml")
+            f"{date.fromordinal(self.limit).isoformat()}；请缩短 --days、提前 --start，或补充 config/holidays.yaml")
 
     def is_working(self, ordinal: int) -> bool:
         i = ordinal - self.base
-        if not 0 <= i < len(self.work):
-            raise self._out(ordinal)
+        if i < 0:
+            raise SimulationError(f"{date.fromordinal(ordinal).isoformat()} 早于模拟起始日期")
+        while i >= len(self.work):
+            self._grow(ordinal)
         return self.work[i] == 1
 
     def nth_after(self, ordinal: int, n: int) -> int:
@@ -107,12 +125,11 @@ class DayTable:
         if n == 0:
             return ordinal
         i = ordinal - self.base
-        if not -1 <= i < len(self.work):
-            raise self._out(ordinal)
-        k = self.cum[i + 1] + n
-        if k > len(self.ords):
-            raise self._out(self.last + 1)
-        return self.ords[k - 1]
+        if i < -1:
+            raise SimulationError(f"{date.fromordinal(ordinal).isoformat()} 早于模拟起始日期")
+        while i >= len(self.work) or self.cum[i + 1] + n > len(self.ords):
+            self._grow(self.last + 1)
+        return self.ords[self.cum[i + 1] + n - 1]
 
     def nth_after_paused(self, ordinal: int, n: int, paused: list[tuple[int, int]],
                          open_from: int | None = None) -> int | None:
@@ -139,10 +156,14 @@ class DayTable:
         """Working days d with a < d <= b."""
         if b <= a:
             return 0
+        while b - self.base >= len(self.work):
+            self._grow(b)
         return self.cum[b - self.base + 1] - self.cum[a - self.base + 1]
 
     def working_days_in(self, first: int, last: int) -> list[int]:
         """Working-day ordinals in [first, last]."""
+        while last - self.base >= len(self.work):
+            self._grow(last)
         lo = bisect_right(self.ords, first - 1)
         hi = bisect_right(self.ords, last)
         return self.ords[lo:hi]

@@ -193,17 +193,6 @@ class Case:
     rule: str | None = None  # the rule the injection targets
 
 
-class _Slot:
-    __slots__ = ("date", "ev", "lo", "hi", "sod")
-
-    def __init__(self, date: int, ev: PEvent, lo: int, hi: int, sod: int | None = None):
-        self.date = date
-        self.ev = ev
-        self.lo = lo
-        self.hi = hi
-        self.sod = sod  # fixed second of day (night work), else laid out in office hours
-
-
 class _Walk:
     """Moves along working days from the clock start date, counting unpaused ones."""
 
@@ -257,11 +246,26 @@ def build_profiles(catalog: Catalog, cfg: RuleConfig, spot_share: float = 0.66) 
     return out
 
 
+def _pick(rng: random.Random, seq: Sequence[str]) -> str:
+    return seq[int(rng.random() * len(seq))]
+
+
+def fast_randint(rng: random.Random):
+    """``randint`` through one C call: the simulator draws millions of them."""
+    rnd = rng.random
+
+    def ri(a: int, b: int) -> int:
+        return a + int(rnd() * (b - a + 1))
+
+    return ri
+
+
 class Planner:
     """Plans one case at a time; all randomness comes from the one ``rng`` (determinism)."""
 
     def __init__(self, rng: random.Random, tab: DayTable, cfg: RuleConfig):
         self.rng = rng
+        self.ri = fast_randint(rng)
         self.tab = tab
         self.cfg = cfg
 
@@ -270,7 +274,7 @@ class Planner:
     def _officers(self, prof: ItemProfile, center: Center) -> list[str]:
         pool = center.officers[prof.window]
         rng = self.rng
-        offs = [pool[rng.randrange(len(pool))] for _ in prof.steps]
+        offs = [pool[int(rng.random() * len(pool))] for _ in prof.steps]
         if offs and prof.steps and len(pool) > 1 and rng.random() < 0.5:
             offs[1:2] = [offs[0]] if len(offs) > 1 else []  # the intake officer often does the next step too
         for _ in range(8):
@@ -278,7 +282,7 @@ class Planner:
             for a, b in prof.pairs:
                 if offs[a] == offs[b]:
                     clash = True
-                    offs[b] = pool[rng.randrange(len(pool))]
+                    offs[b] = pool[int(rng.random() * len(pool))]
             if not clash:
                 break
         return offs
@@ -301,11 +305,13 @@ class Planner:
     def plan(self, cid: str, prof: ItemProfile, center: Center, arrival: int, arrival_off: int,
              knobs: Knobs) -> Case:
         rng = self.rng
+        ri = self.ri
         tab = self.tab
         cfg = self.cfg
         spot = prof.spot
         plain = knobs.plain
-        slots: list[_Slot] = []
+        slots: list[tuple[int, PEvent, int, int]] = []  # (date, event, min gap, max gap) in minutes
+        night: dict[PEvent, int] = {}  # events at a fixed second of day (night work)
         offs = self._officers(prof, center)
         clerk = offs[0] if offs else center.officers[prof.window][0]
         approver = offs[-1] if offs else clerk
@@ -314,7 +320,7 @@ class Planner:
 
         def add(date: int, typ: str, officer: str | None, src: str, lo: int, hi: int, **f: object) -> PEvent:
             ev = PEvent(0, typ, officer, src, f)
-            slots.append(_Slot(date, ev, lo, hi))
+            slots.append((date, ev, lo, hi))
             return ev
 
         intake = {"item_code": prof.code, "region_code": center.region, "department": prof.department,
@@ -337,15 +343,15 @@ class Planner:
 
         gap = knobs.intake_gap
         if gap is None:
-            gap = rng.randint(1, 3) if online and rng.random() < 0.5 else 0
+            gap = ri(1, 3) if online and rng.random() < 0.5 else 0
         submitted = dict(intake)
         submitted["applicant"] = applicant
         add(arrival, "submitted", None if online else clerk, sub_src, 0, 0, **submitted)
 
         if outcome == "rejected":
             day = tab.nth_after(arrival, gap)
-            add(day, "intake_rejected", clerk, SRC_WINDOW, 5, 40, reason=rng.choice(INTAKE_REJECT_REASONS))
-            return self._finish(cid, prof, center, slots, applicant, arrival, offs, knobs, arrival_off)
+            add(day, "intake_rejected", clerk, SRC_WINDOW, 5, 40, reason=INTAKE_REJECT_REASONS[int(rng.random() * len(INTAKE_REJECT_REASONS))])
+            return self._finish(cid, prof, center, slots, night, applicant, arrival, offs, arrival_off)
 
         acc_date = tab.nth_after(arrival, gap)
         start = arrival if knobs.late_intake else acc_date
@@ -381,22 +387,22 @@ class Planner:
         if nsupp is None:
             nsupp = 1 if not plain and not spot and rng.random() < 0.08 else 0
         for _ in range(nsupp):
-            supp_after.append(rng.randrange(max(nsteps - 1, 1)))
+            supp_after.append(int(rng.random() * max(nsteps - 1, 1)))
         supp_after.sort()
         susp = knobs.suspension
         if susp is None and not plain and not spot and nsteps >= 3 and rng.random() < 0.05:
-            proc, planned = SPECIAL_PROCEDURES[rng.randrange(len(SPECIAL_PROCEDURES))]
-            susp = (proc, planned, rng.randint(1, planned))
-        susp_after = (max(supp_after[-1] if supp_after else 0, rng.randrange(1, max(nsteps - 1, 2)))
+            proc, planned = SPECIAL_PROCEDURES[int(rng.random() * len(SPECIAL_PROCEDURES))]
+            susp = (proc, planned, ri(1, planned))
+        susp_after = (max(supp_after[-1] if supp_after else 0, 1 + int(rng.random() * (max(nsteps - 1, 2) - 1)))
                       if susp else -1)
-        withdraw_after = rng.randrange(nsteps) if outcome == "withdrawn" and nsteps else -1
+        withdraw_after = int(rng.random() * nsteps) if outcome == "withdrawn" and nsteps else -1
 
         # Active-day moves of steps[1:] and of the decision: a random split of the days available.
         moves = knobs.step_moves
         if moves is None:
             parts = max(nsteps - 1, 0) + 1
             room = max(target - idx0, 0)
-            cuts = sorted(rng.randint(0, room) for _ in range(parts - 1))
+            cuts = sorted(ri(0, room) for _ in range(parts - 1))
             moves = [b - a for a, b in zip([0, *cuts], [*cuts, room], strict=True)]
             for i in range(1, nsteps):
                 lim = prof.limits[i]
@@ -429,7 +435,7 @@ class Planner:
                         f: dict[str, object] = {"fee_code": line.code, "amount": amount}
                         if line.approval is not None:
                             f["approval_ref"] = (line.approval if line.approval != "auto"
-                                                 else f"减免审批〔{1 + date % 9}〕{rng.randint(10, 999)}号")
+                                                 else f"减免审批〔{1 + date % 9}〕{ri(10, 999)}号")
                         add(date, "fee_waived", approver, dep_src, 2, 10, **f)
                     elif line.settle != "none":
                         add(date, "fee_paid", None, SRC_PAY, 3, 40 if spot else 90, fee_code=line.code,
@@ -458,10 +464,10 @@ class Planner:
                 add(walk.date, "extension_granted", center.heads[prof.window], dep_src, 10, 60, days=ext,
                     approved_by=center.heads[prof.window])
             for _ in range(supp_after.count(i)):
-                n_mat = rng.randint(1, 3)
+                n_mat = ri(1, 3)
                 add(walk.date, "supplement_requested", clerk, SRC_WINDOW, 5, 30,
                     materials=rng.sample(SUPPLEMENT_MATERIALS, n_mat))
-                walk.pause(rng.randint(1, 3 if knobs.supplements else 5))
+                walk.pause(ri(1, 3 if knobs.supplements else 5))
                 add(walk.date, "supplement_received", clerk, SRC_WINDOW, 0, 0)
             if susp and i == susp_after:
                 proc, planned, actual = susp
@@ -471,21 +477,21 @@ class Planner:
                 add(walk.date, "resumed", offs[min(i + 1, nsteps - 1)], dep_src, 0, 0)
             if i == withdraw_after:
                 add(walk.date, "withdrawn", None, sub_src, 10, 90)
-                return self._finish(cid, prof, center, slots, applicant, start, offs, knobs, arrival_off)
+                return self._finish(cid, prof, center, slots, night, applicant, start, offs, arrival_off)
 
         if outcome == "open":
-            return self._finish(cid, prof, center, slots, applicant, start, offs, knobs, arrival_off)
+            return self._finish(cid, prof, center, slots, night, applicant, start, offs, arrival_off)
 
         # Decision and completion on the same day.
         walk.active(moves[-1] if moves else target - walk.idx)
         decision_day = walk.date
         if spot and fee_lines:
             fee_events(decision_day, not knobs.deliver_before_pay)
-        night = knobs.night_decision
-        add(decision_day, "decided", approver, dep_src, 2, 30 if not spot else 5,
+        night_at = knobs.night_decision
+        dec = add(decision_day, "decided", approver, dep_src, 2, 30 if not spot else 5,
                       outcome="denied" if outcome == "denied" else "approved")
-        if night is not None:
-            slots[-1].sod = night
+        if night_at is not None:
+            night[dec] = night_at
         if not spot and fee_mode == "post" and fee_lines and outcome != "denied":
             fee_events(decision_day, not knobs.deliver_before_pay)
         delivered_early = False
@@ -493,15 +499,15 @@ class Planner:
             add(decision_day, "delivered", clerk, SRC_WINDOW, 3, 15)
             fee_settle(decision_day)
             delivered_early = True
-        add(decision_day, "completed", clerk, dep_src, 1, 10)
-        if night is not None:
-            slots[-1].sod = night + rng.randint(60, 600)
+        comp = add(decision_day, "completed", clerk, dep_src, 1, 10)
+        if night_at is not None:
+            night[comp] = night_at + ri(60, 600)
         done_day = decision_day
 
         if outcome == "denied" and paid_any and fee_mode == "pre":
             if knobs.refund != "none":
-                days = (rng.randint(0, cfg.refund_days - 1) if knobs.refund == "normal"
-                        else cfg.refund_days + rng.randint(1, 3))
+                days = (ri(0, cfg.refund_days - 1) if knobs.refund == "normal"
+                        else cfg.refund_days + ri(1, 3))
                 rday = tab.nth_after(done_day, days)
                 for line in fee_lines:
                     if line.settle in ("bank", "online", "window_cash"):
@@ -511,8 +517,8 @@ class Planner:
 
         last_day = done_day
         if outcome == "approved" and not delivered_early:
-            dday = done_day if (spot or rng.random() < 0.5) and night is None else \
-                tab.nth_after(done_day, rng.randint(1, 3))
+            dday = done_day if (spot or rng.random() < 0.5) and night_at is None else \
+                tab.nth_after(done_day, ri(1, 3))
             add(dday, "delivered", clerk, SRC_WINDOW, 1, 10)
             last_day = dday
 
@@ -520,81 +526,86 @@ class Planner:
         if level is None and rng.random() < 0.75:
             level = 3 + min(2, int(rng.random() * 3.3))
         if level is not None:
-            rday = last_day if (spot or rng.random() < 0.6) and night is None else \
-                tab.nth_after(last_day, rng.randint(1, 3))
+            rday = last_day if (spot or rng.random() < 0.6) and night_at is None else \
+                tab.nth_after(last_day, ri(1, 3))
             add(rday, "rated", None, SRC_RATING, 1, 10, level=level,
-                comment=rng.choice(RATING_COMMENTS[level]))
+                comment=_pick(rng, RATING_COMMENTS[level]))
             if level <= cfg.bad_rating_max_level and knobs.rating_fix is not None and knobs.rating_fix >= 0:
                 add(tab.nth_after(rday, knobs.rating_fix), "rating_resolved", approver, SRC_RATING, 0, 0)
             last_day = rday
 
         fix = knobs.complaint
         if fix is None and not plain and rng.random() < 0.005:
-            fix = rng.randint(0, cfg.complaint_days - 1)
+            fix = ri(0, cfg.complaint_days - 1)
         if fix is not None:
-            fday = tab.nth_after(last_day, rng.randint(0, 3))
-            cid_ = f"TS{fday % 100000:05d}{rng.randint(0, 9999):04d}"
+            fday = tab.nth_after(last_day, ri(0, 3))
+            cid_ = f"TS{fday % 100000:05d}{ri(0, 9999):04d}"
             add(fday, "complaint_filed", None, SRC_HOTLINE, 0, 0, complaint_id=cid_)
             if fix >= 0:
                 add(tab.nth_after(fday, fix), "complaint_resolved", None, SRC_HOTLINE, 30 if fix == 0 else 0,
                     120 if fix == 0 else 0, complaint_id=cid_)
-        return self._finish(cid, prof, center, slots, applicant, start, offs, knobs, arrival_off)
+        return self._finish(cid, prof, center, slots, night, applicant, start, offs, arrival_off)
 
     # -- times of day --------------------------------------------------------------------------
 
-    def _finish(self, cid: str, prof: ItemProfile, center: Center, slots: list[_Slot],
-                applicant: tuple[str, str, str], start: int, offs: list[str], knobs: Knobs,
+    def _finish(self, cid: str, prof: ItemProfile, center: Center, slots: list[tuple[int, PEvent, int, int]],
+                night: dict[PEvent, int], applicant: tuple[str, str, str], start: int, offs: list[str],
                 arrival_off: int) -> Case:
         """Give every event a time: each day's events are a chain of gaps laid out in office hours."""
-        rng = self.rng
-        slots.sort(key=lambda s: s.date)  # stable: same-day events keep their planned order
+        ri = self.ri
+        slots.sort(key=_by_date)  # stable: same-day events keep their planned order
         events: list[PEvent] = []
         i = 0
         n = len(slots)
-        first_day = slots[0].date
+        first_day = slots[0][0]
         min_gap = prof.min_minutes * 60 + 180
         while i < n:
             j = i
-            day = slots[i].date
-            while j < n and slots[j].date == day:
+            day = slots[i][0]
+            while j < n and slots[j][0] == day:
                 j += 1
-            group = slots[i:j]
             offsets = [0]
             acc_at = comp_at = -1
-            for g, s in enumerate(group):
-                if g:
-                    offsets.append(offsets[-1] + rng.randint(s.lo * 60, s.hi * 60 + 59) + 60)
-                t = s.ev.type
+            for g in range(i, j):
+                _, ev, lo, hi = slots[g]
+                if g > i:
+                    offsets.append(offsets[-1] + ri(lo * 60, hi * 60 + 59) + 60)
+                t = ev.type
                 if t == "accepted":
-                    acc_at = g
+                    acc_at = g - i
                 elif t == "completed":
-                    comp_at = g
+                    comp_at = g - i
             if 0 <= acc_at < comp_at and offsets[comp_at] - offsets[acc_at] < min_gap:
-                extra = min_gap - (offsets[comp_at] - offsets[acc_at]) + rng.randint(0, 600)
+                extra = min_gap - (offsets[comp_at] - offsets[acc_at]) + ri(0, 600)
                 for g in range(comp_at, len(offsets)):
                     offsets[g] += extra
             total = offsets[-1]
             if day == first_day:
                 base = arrival_off
                 if base + total > OFFICE_LEN - 120:
-                    base = rng.randint(0, max(0, OFFICE_LEN - 120 - total))
+                    base = ri(0, max(0, OFFICE_LEN - 120 - total))
             else:
-                base = rng.randint(0, max(0, OFFICE_LEN - 120 - total))
+                base = ri(0, max(0, OFFICE_LEN - 120 - total))
             d0 = day_start(day)
             night_base = None
-            for g, s in enumerate(group):
-                if s.sod is not None:
-                    night_base = s.sod
-                    s.ev.ts = d0 + s.sod
+            for g in range(i, j):
+                ev = slots[g][1]
+                if night and ev in night:
+                    night_base = night[ev]
+                    ev.ts = d0 + night_base
                 elif night_base is not None:  # after night work on the same day: keep going at night
-                    night_base += rng.randint(60, 300)
-                    s.ev.ts = d0 + night_base
+                    night_base += ri(60, 300)
+                    ev.ts = d0 + night_base
                 else:
-                    s.ev.ts = d0 + office_second(base + offsets[g])
-                events.append(s.ev)
+                    ev.ts = d0 + office_second(base + offsets[g - i])
+                events.append(ev)
             i = j
         # Instants strictly increase within a case, so every driver orders its events the same way.
         for a in range(1, len(events)):
             if events[a].ts <= events[a - 1].ts:
                 events[a].ts = events[a - 1].ts + 1
         return Case(cid, prof, center, events, applicant, start, offs)
+
+
+def _by_date(slot: tuple[int, PEvent, int, int]) -> int:
+    return slot[0]
