@@ -55,7 +55,7 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
             i_at = end_of(limit_day)
             out.append(Deadline(
                 "TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at,
-                _min(d.accepted_t, d.rejected_t, first_supplement, d.withdrawn_t),
+                _min(d.accepted_t, first_supplement, terminal),
                 lambda: (f"{ctx.item_label()}于{fmt_time(d.submitted_t)}收件，应在{cfg.intake_days}个工作日内"
                          f"（{fmt_day(i_at - 1)}前）作出是否受理的决定或一次性告知补正，逾期未处理。",
                          f"{LAW}第三十二条"),
