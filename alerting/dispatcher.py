@@ -240,7 +240,8 @@ class Dispatcher:
                 )
         return out
 
-    def _queue_for(self, key: tuple[str, Channel]) -> _GroupQueue:
+    def _held_queues(self) -> dict[tuple[str, Channel], _GroupQueue]:
+        """Held notices per recipient and channel, read from the log once, then kept up to date here."""
         if self._queues is None:
             self._queues = {}
             for a in self.log.unfinished():
@@ -255,7 +256,10 @@ class Dispatcher:
                 )
                 q = self._queues.setdefault((a.recipient_id, a.channel), _GroupQueue())
                 q.put(n, a.result, a.at, a.failures)
-        return self._queues.setdefault(key, _GroupQueue())
+        return self._queues
+
+    def _queue_for(self, key: tuple[str, Channel]) -> _GroupQueue:
+        return self._held_queues().setdefault(key, _GroupQueue())
 
     def dispatch(
         self,
@@ -270,8 +274,7 @@ class Dispatcher:
 
         ``flush_all`` also visits every recipient and channel with held or failed notices (the tick).
         """
-        self._queue_for(("", "email"))  # load held notices from the log on first use
-        assert self._queues is not None
+        queues = self._held_queues()
         by_id: dict[str, Notice] = {}
         for n in fresh:
             by_id.setdefault(n.delivery_id, n)
@@ -283,7 +286,7 @@ class Dispatcher:
                 groups.setdefault((n.recipient_id, n.channel), []).append(n)
         keys = list(groups)
         if flush_all:
-            keys += [k for k, q in self._queues.items() if k not in groups and (q.held or q.failed)]
+            keys += [k for k, q in queues.items() if k not in groups and (q.held or q.failed)]
         for key in keys:
             self._deliver_group(key, groups.get(key, []), alerts, now, report)
 
@@ -330,17 +333,30 @@ class Dispatcher:
         else:
             decision, why = "defer", "held for digest"
         if decision == "defer":
-            if new:
+            # New notices, and ones recovered from a crash or due for another try, start waiting
+            # now, so that the digest they end up in goes out one window later at the latest.
+            waiting = [(n, 0) for n in new]
+            waiting += [(h.notice, h.failures) for h in q.held.values() if h.result != "deferred"]
+            waiting += [(h.notice, h.failures) for h in due_failed]
+            if waiting:
                 self.log.record_many(
                     [
                         self._attempt(
-                            n.delivery_id, n.kind, rid, ch, "deferred", now, alert_id=n.alert_id, error=why
+                            n.delivery_id,
+                            n.kind,
+                            rid,
+                            ch,
+                            "deferred",
+                            now,
+                            alert_id=n.alert_id,
+                            error=why,
+                            failures=failures,
                         )
-                        for n in new
+                        for n, failures in waiting
                     ]
                 )
-                for n in new:
-                    q.put(n, "deferred", now, 0)
+                for n, failures in waiting:
+                    q.put(n, "deferred", now, failures)
             report.deferred += len(new)
             return
         # Sending: everything held for this recipient and channel goes now, checked once more

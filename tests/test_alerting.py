@@ -475,3 +475,25 @@ def test_secrets_come_from_env_or_file_and_never_print(
     assert get_secret("ESUP_TEST_SECRET") == Secret("from-env")
     with pytest.raises(SecretMissing):
         get_secret("ESUP_NO_SUCH_SECRET")
+
+
+def test_a_send_interrupted_by_a_crash_is_finished_by_the_next_process(tmp_path: Path) -> None:
+    """No replay needed: a notice left ``pending`` in the log is picked up by the next dispatcher's tick."""
+    from alerting.model import DeliveryAttempt
+
+    cfg = make_config()
+    log = JsonlDeliveryLog(tmp_path / "log")
+    yellow = [finding(90 + i, severity="yellow", rule="TIMEOUT.PROMISED_WARNING") for i in range(6)]
+    deliver_findings(yellow[:5], cfg, log, NOW, outbox_dir=str(tmp_path / "out"))  # 5 e-mails to the chief
+    # the 6th: its alert was stored and its send recorded as pending, then the process died
+    f = yellow[5]
+    log.put_alerts([AlertState(alert_id=f.finding_id, finding=f, severity="yellow", opened_at=NOW, updated_at=NOW)])
+    did = delivery_id(f.finding_id, "chief", "email")
+    log.record(DeliveryAttempt(delivery_id=did, kind="finding", recipient_id="chief", channel="email",
+                               result="pending", at=NOW, wall_at=NOW, attempt=1, alert_id=f.finding_id))
+    d = Dispatcher(cfg, JsonlDeliveryLog(tmp_path / "log"), outbox_dir=str(tmp_path / "out"))
+    # six notices within a minute: digest mode, so it waits one window rather than adding a 6th e-mail
+    assert process_due(d, NOW + timedelta(seconds=2)).messages_sent == 0
+    done = process_due(d, NOW + timedelta(seconds=62))
+    assert done.messages_sent == 1 and log.already_delivered(did)
+    assert (tmp_path / "out" / f"chief__{did}.eml").exists()
