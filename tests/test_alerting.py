@@ -487,10 +487,23 @@ def test_a_send_interrupted_by_a_crash_is_finished_by_the_next_process(tmp_path:
     deliver_findings(yellow[:5], cfg, log, NOW, outbox_dir=str(tmp_path / "out"))  # 5 e-mails to the chief
     # the 6th: its alert was stored and its send recorded as pending, then the process died
     f = yellow[5]
-    log.put_alerts([AlertState(alert_id=f.finding_id, finding=f, severity="yellow", opened_at=NOW, updated_at=NOW)])
+    log.put_alerts(
+        [AlertState(alert_id=f.finding_id, finding=f, severity="yellow", opened_at=NOW, updated_at=NOW)]
+    )
     did = delivery_id(f.finding_id, "chief", "email")
-    log.record(DeliveryAttempt(delivery_id=did, kind="finding", recipient_id="chief", channel="email",
-                               result="pending", at=NOW, wall_at=NOW, attempt=1, alert_id=f.finding_id))
+    log.record(
+        DeliveryAttempt(
+            delivery_id=did,
+            kind="finding",
+            recipient_id="chief",
+            channel="email",
+            result="pending",
+            at=NOW,
+            wall_at=NOW,
+            attempt=1,
+            alert_id=f.finding_id,
+        )
+    )
     d = Dispatcher(cfg, JsonlDeliveryLog(tmp_path / "log"), outbox_dir=str(tmp_path / "out"))
     # six notices within a minute: digest mode, so it waits one window rather than adding a 6th e-mail
     assert process_due(d, NOW + timedelta(seconds=2)).messages_sent == 0
