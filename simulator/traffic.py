@@ -379,6 +379,8 @@ class Planner:
         else:
             target = idx0 + int((budget - idx0 + 1) * rng.random() ** 1.6)
             target = min(max(target, idx0), max(budget, idx0))
+            if target == idx0 and budget > idx0 and prof.min_minutes * 60 > OFFICE_LEN - arrival_off - 5400:
+                target += 1  # a long job accepted late in the day is not finished the same day
 
         nsteps = len(prof.steps)
         # Where pauses go: after step j (before step j+1).
@@ -580,12 +582,11 @@ class Planner:
                 for g in range(comp_at, len(offsets)):
                     offsets[g] += extra
             total = offsets[-1]
-            if day == first_day:
+            room = OFFICE_LEN - 120 - total
+            if day == first_day and arrival_off <= room:
                 base = arrival_off
-                if base + total > OFFICE_LEN - 120:
-                    base = ri(0, max(0, OFFICE_LEN - 120 - total))
             else:
-                base = ri(0, max(0, OFFICE_LEN - 120 - total))
+                base = ri(0, room) if room > 0 else ri(0, 900)  # a chain longer than the day runs on late
             d0 = day_start(day)
             night_base = None
             for g in range(i, j):
