@@ -350,7 +350,7 @@ class Planner:
 
         if outcome == "rejected":
             day = tab.nth_after(arrival, gap)
-            add(day, "intake_rejected", clerk, SRC_WINDOW, 5, 40, reason=INTAKE_REJECT_REASONS[int(rng.random() * len(INTAKE_REJECT_REASONS))])
+            add(day, "intake_rejected", clerk, SRC_WINDOW, 5, 40, reason=_pick(rng, INTAKE_REJECT_REASONS))
             return self._finish(cid, prof, center, slots, night, applicant, arrival, offs, arrival_off)
 
         acc_date = tab.nth_after(arrival, gap)
@@ -491,7 +491,7 @@ class Planner:
             fee_events(decision_day, not knobs.deliver_before_pay)
         night_at = knobs.night_decision
         dec = add(decision_day, "decided", approver, dep_src, 2, 30 if not spot else 5,
-                      outcome="denied" if outcome == "denied" else "approved")
+                  outcome="denied" if outcome == "denied" else "approved")
         if night_at is not None:
             night[dec] = night_at
         if not spot and fee_mode == "post" and fee_lines and outcome != "denied":

@@ -132,8 +132,10 @@ def suspension_overrun(inj: Injection) -> tuple[Case, str]:
 
 def fee_no_basis(inj: Injection) -> tuple[Case, str]:
     """A fee whose code is not in the item's schedule (an item with no fees: any fee)."""
-    p = inj.prof
-    code = "ZLF-01" if not p.fees else "FWF-99"
+    code, n = "ZLF-01", 1
+    while inj.prof.item.fee(code) is not None:  # 资料费: not in any schedule we ship, but make sure
+        n += 1
+        code = f"ZLF-{n:02d}"
     lines = [FeeLine(code, Decimal(inj.rng.choice((10, 20, 30, 50, 100))), "bank")]
     return inj.plan(fees=lines), "fee_without_basis"
 
@@ -265,8 +267,9 @@ def too_fast(inj: Injection) -> tuple[Case, str]:
 def off_hours(inj: Injection) -> tuple[Case, str]:
     """The decision recorded at night (20:00 and later)."""
     start = inj.cfg.off_hours_start.split(":")
-    minute = int(start[0]) * 60 + int(start[1])
-    sod = min(minute + inj.rng.randint(15, 120), 23 * 60 + 20) * 60 + inj.rng.randint(0, 59)
+    first = int(start[0]) * 60 + int(start[1]) + 5
+    last = max(first, min(first + 120, 23 * 60 + 30))  # completion follows within ten minutes, same day
+    sod = inj.rng.randint(first, last) * 60 + inj.rng.randint(0, 59)
     return inj.plan(night_decision=sod, fee_mode="pre"), "decided_at_night"
 
 
