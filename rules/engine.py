@@ -12,7 +12,7 @@ every case on every event would cost more than all the rules together); callers 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -31,7 +31,6 @@ from rules.state import (
     Fact,
     decode_state,
     encode_state,
-    event_key,
     fold,
     take_info,
     to_fact,
@@ -113,12 +112,10 @@ class Engine:
             state = CaseState(case_id=event.case_id)
         findings: list[Finding] = []
         notes: list[Note] = []
-        key = event_key(event.event_id)
-        if state.has_seen(key):
+        if state.has_applied(event.event_id):
             notes.append(Note(kind="duplicate_event", case_id=state.case_id, event_id=event.event_id,
                               message=f"event {event.event_id} was already applied; the repeat changes nothing"))
             return Outcome(state, findings, notes)
-        state.mark_seen(key)
         # The clock is not moved by events: only drivers advance it (ticker, replay heap, --until).
         # So events of one case arriving shuffled, before the clock reaches their deadlines, give
         # the same findings as in order.
@@ -206,6 +203,9 @@ class Engine:
 
     def deadlines(self, state: CaseState) -> list[Deadline]:
         """Every clock deadline of the case as its facts stand (cached per family between events)."""
+        return [dl for family in self._all_deadlines(state) for dl in family]
+
+    def _all_deadlines(self, state: CaseState) -> Iterable[list[Deadline]]:
         cache = _cache(state)
         if len(cache) < len(_FAMILIES):
             ctx = self._context(state, [])
@@ -214,13 +214,13 @@ class Engine:
                     out: list[Deadline] = []
                     rule(ctx, out)
                     cache[family] = out
-        return [dl for family in _FAMILIES for dl in cache[family]]
+        return cache.values()
 
     def _fire_due(self, state: CaseState, now: float, findings: list[Finding], ctx: CaseContext) -> None:
         """Fire every deadline passed by ``now`` and cache the next one (recomputed after each event)."""
         pending: float | None = None
         due: list[Deadline] = []
-        for dl in self.deadlines(state):
+        for dl in (x for family in self._all_deadlines(state) for x in family):
             if dl.satisfied is not None and dl.satisfied <= dl.at:
                 continue
             if dl.at <= now:

@@ -9,7 +9,6 @@ facts, so rules always see the case as it happened in event time. One fold funct
 from __future__ import annotations
 
 import bisect
-import hashlib
 from decimal import Decimal
 
 import msgspec
@@ -33,11 +32,6 @@ from schemas.events import (
 
 STATE_VERSION = 1
 ZERO = Decimal(0)
-
-
-def event_key(event_id: str) -> int:
-    """A stable 64-bit key for duplicate detection (Python's ``hash`` of str changes per process)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
 class Fact(msgspec.Struct, array_like=True, gc=False):
@@ -130,19 +124,18 @@ class CaseState(msgspec.Struct, dict=True):
     v: int = STATE_VERSION
     info: CaseInfo = msgspec.field(default_factory=CaseInfo)
     facts: list[Fact] = []
-    seen: list[int] = []  # event keys applied, sorted (bisect) — duplicates change nothing
     fired: list[str] = []  # "RULE|occurrence" of findings already raised, sorted
     d: Derived = msgspec.field(default_factory=Derived)
     now: float = 0.0  # the clock has been advanced to here
     next_due: float | None = None  # earliest pending clock deadline (cached for drivers' indexes)
     seq: int = 0
 
-    def has_seen(self, key: int) -> bool:
-        i = bisect.bisect_left(self.seen, key)
-        return i < len(self.seen) and self.seen[i] == key
-
-    def mark_seen(self, key: int) -> None:
-        bisect.insort(self.seen, key)
+    def has_applied(self, event_id: str) -> bool:
+        """Every applied event is a fact, so the facts are the duplicate index (no second copy of ids)."""
+        for f in self.facts:
+            if f.eid == event_id:
+                return True
+        return False
 
     def has_fired(self, key: str) -> bool:
         i = bisect.bisect_left(self.fired, key)
@@ -152,32 +145,31 @@ class CaseState(msgspec.Struct, dict=True):
         bisect.insort(self.fired, key)
 
 
+def _payload(ev: AnyEvent) -> tuple[str | None, str | None, Decimal | int | None]:
+    return None, None, None
+
+
+_PAYLOAD = {
+    StepCompleted: lambda e: (e.step, None, None),
+    Suspended: lambda e: (e.procedure, None, e.planned_days),
+    ExtensionGranted: lambda e: (None, e.approved_by, e.days),
+    FeeAssessed: lambda e: (e.fee_code, None, e.amount),
+    FeePaid: lambda e: (e.fee_code, e.channel, e.amount),
+    FeeWaived: lambda e: (e.fee_code, e.approval_ref, e.amount),
+    FeeRefunded: lambda e: (e.fee_code, None, e.amount),
+    Decided: lambda e: (e.outcome, None, None),
+    Rated: lambda e: (None, None, e.level),
+    ComplaintFiled: lambda e: (e.complaint_id, None, None),
+    ComplaintResolved: lambda e: (e.complaint_id, None, None),
+}
+
+
 def to_fact(ev: AnyEvent, seq: int) -> Fact:
     """Reduce an event to the fields rules read."""
-    rec = ev.recorded_at.timestamp() if ev.recorded_at is not None else None
-    f = Fact(t=ev.occurred_at.timestamp(), seq=seq, type=ev.event_type, eid=ev.event_id,
-             officer=ev.officer_id, rec=rec)
-    if isinstance(ev, StepCompleted):
-        f.s1 = ev.step
-    elif isinstance(ev, Suspended):
-        f.s1, f.num = ev.procedure, ev.planned_days
-    elif isinstance(ev, ExtensionGranted):
-        f.num, f.s2 = ev.days, ev.approved_by
-    elif isinstance(ev, FeeAssessed):
-        f.s1, f.num = ev.fee_code, ev.amount
-    elif isinstance(ev, FeePaid):
-        f.s1, f.num, f.s2 = ev.fee_code, ev.amount, ev.channel
-    elif isinstance(ev, FeeWaived):
-        f.s1, f.num, f.s2 = ev.fee_code, ev.amount, ev.approval_ref
-    elif isinstance(ev, FeeRefunded):
-        f.s1, f.num = ev.fee_code, ev.amount
-    elif isinstance(ev, Decided):
-        f.s1 = ev.outcome
-    elif isinstance(ev, Rated):
-        f.num = ev.level
-    elif isinstance(ev, (ComplaintFiled, ComplaintResolved)):
-        f.s1 = ev.complaint_id
-    return f
+    rec = ev.recorded_at
+    s1, s2, num = _PAYLOAD.get(type(ev), _payload)(ev)
+    return Fact(ev.occurred_at.timestamp(), seq, ev.event_type, ev.event_id, ev.officer_id, s1, s2, num,
+                rec.timestamp() if rec is not None else None)
 
 
 def take_info(info: CaseInfo, ev: Submitted | Accepted) -> None:
