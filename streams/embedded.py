@@ -18,7 +18,7 @@ from typing import BinaryIO
 from rules.engine import Engine
 from rules.findings import Finding, Note
 from rules.state import CaseState
-from schemas.events import AnyEvent, InvalidEvent, read_events
+from schemas.events import AnyEvent, InvalidEvent, decode_event, read_events
 
 
 @dataclass
@@ -44,17 +44,36 @@ class RunResult:
 FindingSink = Callable[[list[Finding]], None]
 
 
-def load(source: BinaryIO | Iterable[bytes], naive_tz=None) -> tuple[list[AnyEvent], list[InvalidEvent], int]:
-    """Decode every line; invalid ones are kept with their line number and reason."""
+def load(source: BinaryIO | Iterable[bytes], naive_tz=None, raws: list[bytes] | None = None,
+         ) -> tuple[list[AnyEvent], list[InvalidEvent], int]:
+    """Decode every line; invalid ones are kept with their line number and reason.
+
+    With ``raws``, the bytes of each valid event's line are appended to it (same order as the valid
+    events), so a caller that stores what it received can store it exactly as received.
+    """
     valid: list[AnyEvent] = []
     invalid: list[InvalidEvent] = []
     n = 0
-    for item in read_events(source, naive_tz=naive_tz):
+    if raws is None:
+        items = read_events(source, naive_tz=naive_tz)
+        for item in items:
+            n += 1
+            if isinstance(item, InvalidEvent):
+                invalid.append(item)
+            else:
+                valid.append(item)
+        return valid, invalid, n
+    for lineno, line in enumerate(source, start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
         n += 1
+        item = decode_event(stripped, position=lineno, naive_tz=naive_tz)
         if isinstance(item, InvalidEvent):
             invalid.append(item)
         else:
             valid.append(item)
+            raws.append(stripped)
     return valid, invalid, n
 
 
