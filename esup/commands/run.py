@@ -62,9 +62,12 @@ def warehouse_target(data_dir: Path | None, clickhouse_url: str | None) -> str:
 
 
 def execute(events_path: str, *, catalog: Path | None = None, rules_config: Path | None = None,
-            until: datetime | None = None, findings_out: Path | None = None, store: str | None = None,
+            until: datetime | None = None, findings_out: Path | None = None, store: Any = None,
             report_invalid: bool = True) -> dict[str, Any]:
-    """The run itself, shared by ``esup run`` and ``esup demo``: read, supervise, store, write findings."""
+    """The run itself, shared by ``esup run`` and ``esup demo``: read, supervise, store, write findings.
+
+    ``store`` is a warehouse target (str; opened and closed here) or an open warehouse (left open).
+    """
     from rules.engine import Engine
     from rules.findings import encode_finding
     from streams.embedded import load, run_events
@@ -85,7 +88,7 @@ def execute(events_path: str, *, catalog: Path | None = None, rules_config: Path
     if store:
         from warehouse import Sink, open_warehouse
 
-        wh = open_warehouse(store)
+        wh = open_warehouse(store) if isinstance(store, str) else store
         wh.migrate()
         sink = Sink(wh)
         received = datetime.now(UTC)
@@ -101,7 +104,7 @@ def execute(events_path: str, *, catalog: Path | None = None, rules_config: Path
     finally:
         if sink is not None:
             sink.close()
-        if wh is not None:
+        if wh is not None and isinstance(store, str):
             wh.close()
     result.lines = lines
     result.invalid = invalid
@@ -112,7 +115,7 @@ def execute(events_path: str, *, catalog: Path | None = None, rules_config: Path
     return {
         "result": result, "lines": lines, "valid": len(valid), "invalid": len(invalid),
         "catalog_version": engine.catalogs.latest.version, "rules_version": engine.config.version,
-        "stored_in": store,
+        "stored_in": store if isinstance(store, str) or store is None else store.kind,
     }
 
 
