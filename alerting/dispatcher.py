@@ -51,6 +51,13 @@ from rules.findings import Finding
 
 log = logging.getLogger(__name__)
 
+try:  # the process's Prometheus metrics (esup_alert_deliveries_total{channel,result})
+    from esup.metrics import record_deliveries as _count_deliveries
+except ImportError:  # pragma: no cover - metrics are optional for library use
+
+    def _count_deliveries(attempts: Iterable[DeliveryAttempt]) -> None:
+        pass
+
 
 def require_aware(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
@@ -339,7 +346,7 @@ class Dispatcher:
             waiting += [(h.notice, h.failures) for h in q.held.values() if h.result != "deferred"]
             waiting += [(h.notice, h.failures) for h in due_failed]
             if waiting:
-                self.log.record_many(
+                self._record(
                     [
                         self._attempt(
                             n.delivery_id,
@@ -389,7 +396,7 @@ class Dispatcher:
             else:
                 live.append(n)
         if cancelled:
-            self.log.record_many(cancelled)
+            self._record(cancelled)
             report.cancelled += len(cancelled)
         if not live:
             return
@@ -420,6 +427,11 @@ class Dispatcher:
         self._send(msg, live, prior_failures, q, now, report)
 
     # ------------------------------------------------------------------------- sending
+
+    def _record(self, attempts: list[DeliveryAttempt]) -> None:
+        """Write attempts to the log (durable first), then count the message-level ones as metrics."""
+        self.log.record_many(attempts)
+        _count_deliveries([a for a in attempts if a.digest_id is None])
 
     def _attempt(
         self,
@@ -501,7 +513,7 @@ class Dispatcher:
                 )
             return out
 
-        self.log.record_many(rows("pending", attempt=1))
+        self._record(rows("pending", attempt=1))
         for n in notices:
             q.mark_in_flight(n)
         sender = self.senders[ch]
@@ -521,18 +533,20 @@ class Dispatcher:
                     try:
                         result = sender.send(msg)
                     except TransientError as exc:
-                        self.log.record(
-                            self._attempt(
-                                msg.delivery_id,
-                                msg.kind,
-                                rid,
-                                ch,
-                                "error",
-                                now,
-                                alert_id=msg.alert_id,
-                                attempt=tries,
-                                error=str(exc),
-                            )
+                        self._record(
+                            [
+                                self._attempt(
+                                    msg.delivery_id,
+                                    msg.kind,
+                                    rid,
+                                    ch,
+                                    "error",
+                                    now,
+                                    alert_id=msg.alert_id,
+                                    attempt=tries,
+                                    error=str(exc),
+                                )
+                            ]
                         )
                         log.info(
                             "delivery %s to %s via %s: try %d failed: %s",
@@ -552,7 +566,7 @@ class Dispatcher:
                 if isinstance(exc, PermanentError) or not isinstance(exc, ChannelError)
                 else "retries exhausted"
             )
-            self.log.record_many(rows("failed", attempt=tries, error=f"{how}: {error}", failures=1))
+            self._record(rows("failed", attempt=tries, error=f"{how}: {error}", failures=1))
             for n in notices:
                 q.put(n, "failed", now, prior_failures.get(n.delivery_id, 0) + 1)
             log.error(
@@ -569,7 +583,7 @@ class Dispatcher:
                 Failure(delivery_id=msg.delivery_id, recipient_id=rid, channel=ch, kind=msg.kind, error=error)
             )
             return
-        self.log.record_many(rows("sent", attempt=tries, provider_id=result.provider_id if result else None))
+        self._record(rows("sent", attempt=tries, provider_id=result.provider_id if result else None))
         for n in notices:
             q.drop(n.delivery_id)
         report.messages_sent += 1

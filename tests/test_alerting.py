@@ -510,3 +510,20 @@ def test_a_send_interrupted_by_a_crash_is_finished_by_the_next_process(tmp_path:
     done = process_due(d, NOW + timedelta(seconds=62))
     assert done.messages_sent == 1 and log.already_delivered(did)
     assert (tmp_path / "out" / f"chief__{did}.eml").exists()
+
+
+def test_deliveries_are_counted_in_the_process_metrics(tmp_path: Path) -> None:
+    pytest.importorskip("esup.metrics")
+    from prometheus_client import REGISTRY
+
+    def sent() -> float:
+        return (
+            REGISTRY.get_sample_value("esup_alert_deliveries_total", {"channel": "email", "result": "sent"})
+            or 0.0
+        )
+
+    before = sent()
+    deliver_findings(
+        [finding(95)], make_config(), JsonlDeliveryLog(tmp_path / "log"), NOW, outbox_dir=str(tmp_path / "o")
+    )
+    assert sent() - before == 2  # 纪检监察室 and 首席代表: messages, not bookkeeping rows
