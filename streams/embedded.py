@@ -97,7 +97,8 @@ def run_events(engine: Engine, events: list[AnyEvent], until: datetime | None = 
 def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_findings: FindingSink | None,
          on_notes: Callable[[list[Note]], None] | None, progress: Callable[[int], None] | None) -> RunResult:
     result = RunResult(valid=len(events))
-    order = sorted(range(len(events)), key=lambda i: (events[i].occurred_at.timestamp(), i))
+    times = [ev.occurred_at.timestamp() for ev in events]
+    order = sorted(range(len(events)), key=times.__getitem__)  # stable: ties keep input order
     states = result.states
     heap: list[tuple[float, str]] = []
 
@@ -122,21 +123,23 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
             if st.next_due is not None:
                 heapq.heappush(heap, (st.next_due, cid))
 
-    last = None
     for n, i in enumerate(order):
         ev = events[i]
-        t = ev.occurred_at.timestamp()
-        tick(t, strict=True)
-        out = engine.apply(states.get(ev.case_id), ev)
+        if heap and heap[0][0] < times[i]:
+            tick(times[i], strict=True)
+        prev = states.get(ev.case_id)
+        due_before = prev.next_due if prev is not None else None
+        out = engine.apply(prev, ev)
         st = out.state
-        if ev.case_id not in states:
+        if prev is None:
             states[ev.case_id] = st
-        emit(out.findings, out.notes)
-        if st.next_due is not None:
+        if out.findings or out.notes:
+            emit(out.findings, out.notes)
+        if st.next_due is not None and st.next_due != due_before:
             heapq.heappush(heap, (st.next_due, ev.case_id))
-        last = ev.occurred_at if last is None or ev.occurred_at > last else last
         if progress and n % 10000 == 0:
             progress(n)
+    last = events[order[-1]].occurred_at if order else None
     end = until or last
     if end is not None:
         tick(end.timestamp(), strict=False)
