@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from rules import fees, procedure, quality, timeouts
-from rules.calendar import WorkCalendar
+from rules.calendar import CalendarError, WorkCalendar
 from rules.catalog import Catalog, CatalogSet, load_catalog
 from rules.clock import Clock, china_date
 from rules.config import RuleConfig, load_rule_config
@@ -99,7 +99,9 @@ class Engine:
     @classmethod
     def default(cls, catalog_path: str | None = None, config_path: str | None = None) -> Engine:
         """The shipped catalog, calendar and thresholds (or the files given)."""
-        return cls(CatalogSet.single(load_catalog(catalog_path)), WorkCalendar.default(),
+        # A worker must not stop on an event dated 2030: years no calendar covers count Monday–Friday,
+        # and the calendar logs that it does so.
+        return cls(CatalogSet.single(load_catalog(catalog_path)), WorkCalendar(fallback="weekends"),
                    load_rule_config(config_path))
 
     # -- the two pure steps -------------------------------------------------------------------
@@ -156,7 +158,12 @@ class Engine:
         cache = _cache(state)
         for family in changed:
             out: list[Deadline] = []
-            _FAMILIES[family](ctx, out)
+            try:
+                _FAMILIES[family](ctx, out)
+            except CalendarError as exc:  # a date no calendar covers: say so, never crash the worker
+                notes.append(Note(kind="out_of_calendar", case_id=state.case_id, event_id=event.event_id,
+                                  message=f"{family} deadlines not computed: {exc}"))
+                out = []
             cache[family] = out
         self._fire_due(state, state.now, findings, ctx)
         return Outcome(state, findings, notes)

@@ -42,7 +42,7 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
 class Note(msgspec.Struct, frozen=True, kw_only=True):
     """An event the engine could not use as a rule input, and why. Stored with the event; never silent."""
 
-    kind: Literal["duplicate_event", "no_intake", "unknown_item", "impossible_transition"]
+    kind: Literal["duplicate_event", "no_intake", "unknown_item", "impossible_transition", "out_of_calendar"]
     case_id: str
     event_id: str
     message: str
