@@ -1,0 +1,242 @@
+"""The embedded warehouse: ClickHouse in-process through chDB, data in a local directory (default ``./data``).
+
+chDB runs one ClickHouse engine per process, bound to one data directory, and takes an exclusive
+``flock`` on ``<dir>/status``. Two consequences shape this module:
+
+* A second process opening the same directory gets a bare "Error initializing EmbeddedServer" from
+  chDB (the useful "Cannot lock file" only goes to stderr). We probe the same lock first and say which
+  directory and which PID hold it, so the user sees a sentence, not a hang or a C++ trace.
+* Inside one process every warehouse on that directory shares one session (closing one must not
+  close the others), and a different directory cannot be opened until the first is closed.
+
+Writes go through Arrow: ``INSERT … SELECT … FROM Python(table)`` reads the columns without any text
+format, so aware datetimes arrive as UTC instants (no naive-time or epoch-in-JSON traps) and a million
+rows take about two seconds. A process must not fork after opening: the child would share the
+engine's threads and locks; we refuse use from a forked child with a clear error.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse.base import BaseWarehouse, WarehouseError, WarehouseLocked, columns_of, default_column
+from warehouse.sql import MODERN, bind
+
+DATABASE = "esup"
+_TS = pa.timestamp("ms", tz="UTC")
+_DEC = pa.decimal128(18, 4)
+_INTS = {"u8": pa.uint8(), "nu8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64()}
+_registry_lock = threading.Lock()
+_open: dict[Path, list[Any]] = {}  # path -> [session, refcount, io lock]
+
+
+def _forget_after_fork() -> None:
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _probe_lock(path: Path) -> None:
+    """Raise WarehouseLocked if another process holds ``<path>/status`` (chDB's own lock)."""
+    status = path / "status"
+    if not status.exists():
+        return
+    fd = os.open(status, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = "?"
+            try:
+                for line in status.read_text(errors="replace").splitlines():
+                    if line.startswith("PID:"):
+                        pid = line.split(":", 1)[1].strip()
+            except OSError:
+                pass
+            raise WarehouseLocked(
+                f"the warehouse data directory {path} is in use by another process (PID {pid}): another esup "
+                f"process holds it, and chDB lets only one process open a directory. Stop that process, or "
+                f"point this one at another directory (--target), or use a ClickHouse server (CLICKHOUSE_URL)."
+            ) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(path: Path) -> list[Any]:
+    from chdb.session import Session  # imported here: 0.3 s and 300 MB, only when actually used
+
+    with _registry_lock:
+        entry = _open.get(path)
+        if entry is not None:
+            entry[1] += 1
+            return entry
+        if _open:
+            other = next(iter(_open))
+            raise WarehouseError(
+                f"this process already has the embedded warehouse at {other} open; chDB serves one data "
+                f"directory per process, so {path} cannot be opened until that one is closed")
+        _probe_lock(path)
+        try:
+            session = Session(str(path))
+        except RuntimeError as exc:
+            _probe_lock(path)  # the usual cause; raises the clear error
+            raise WarehouseError(f"cannot open the chDB data directory {path}: {exc}") from exc
+        entry = [session, 1, threading.Lock()]
+        _open[path] = entry
+        return entry
+
+
+def _release(path: Path) -> None:
+    with _registry_lock:
+        entry = _open.get(path)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _open[path]
+            entry[0].close()
+
+
+def _arrow(name: str, kind: str, values: list[Any]) -> pa.Array:
+    """One column of Python values as Arrow, with the checks that keep times and money exact."""
+    if kind in ("dt", "ndt"):
+        for v in values:
+            if v is not None and v.tzinfo is None:
+                raise ValueError(f"column {name}: naive datetime {v!r}; the warehouse stores instants, "
+                                 "pass aware datetimes (e.g. tzinfo=CHINA_TZ)")
+        arr = pa.array(values, _TS)
+        if kind == "dt" and arr.null_count:
+            raise ValueError(f"column {name}: None where a time is required")
+        return arr
+    if kind == "str":
+        arr = pa.array(values, pa.string())
+        return pc.fill_null(arr, "") if arr.null_count else arr
+    if kind == "nstr":
+        return pa.array(values, pa.string())
+    if kind == "bytes":
+        try:
+            return pa.array(values, pa.binary())
+        except (TypeError, pa.ArrowTypeError):
+            return pa.array([v.encode() if isinstance(v, str) else v for v in values], pa.binary())
+    if kind in _INTS:
+        try:
+            return pa.array(values, _INTS[kind])
+        except (TypeError, pa.ArrowTypeError, pa.ArrowInvalid):
+            return pa.array([None if v is None else int(v) for v in values], _INTS[kind])
+    if kind == "dec":
+        try:
+            return pa.array(values, _DEC)
+        except (TypeError, pa.ArrowTypeError, pa.ArrowInvalid):
+            q = Decimal("0.0001")
+            return pa.array([Decimal(str(v or 0)).quantize(q, ROUND_HALF_EVEN) for v in values], _DEC)
+    if kind == "strs":
+        return pa.array(values, pa.list_(pa.string()))
+    raise ValueError(f"column {name}: unknown kind {kind}")
+
+
+def _aware_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as dicts; a time column without a zone (an expression result) is UTC in chDB, say so."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is None:
+            table = table.set_column(i, field.name, table.column(i).cast(pa.timestamp(field.type.unit, tz="UTC")))
+    return table.to_pylist()
+
+
+class ChdbWarehouse(BaseWarehouse):
+    kind = "chdb"
+    dialect = MODERN
+    database = DATABASE
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().resolve()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"cannot create the warehouse data directory {self.path}: {exc}") from exc
+        self._pid = os.getpid()
+        self._entry = _acquire(self.path)
+        self._closed = False
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+        self.execute(f"USE {DATABASE}")
+
+    def describe(self) -> str:
+        return f"chDB warehouse at {self.path}"
+
+    def _session(self) -> Any:
+        if self._closed:
+            raise WarehouseError(f"{self.describe()} is closed")
+        if os.getpid() != self._pid:
+            raise WarehouseError(
+                f"{self.describe()} was opened in process {self._pid} before a fork; chDB cannot be used "
+                "from a forked child. Open the warehouse in the child (after the parent closed it).")
+        return self._entry[0]
+
+    def _ensure_database(self) -> None:
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+
+    def execute(self, sql: str) -> None:
+        session = self._session()
+        with self._entry[2]:
+            try:
+                session.query(sql, "CSV")
+            except RuntimeError as exc:
+                raise WarehouseError(f"chDB: {exc}") from exc
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        text, bound = bind(sql, params, "chdb", self.dialect)
+        session = self._session()
+        with self._entry[2]:
+            try:
+                result = session.query(text, "ArrowTable", params=bound)
+            except RuntimeError as exc:
+                raise WarehouseError(f"chDB: {exc}") from exc
+        return _aware_rows(result)
+
+    def prepare(self, table: str, columns: dict[str, list[Any]]) -> tuple[str, pa.Table] | None:
+        """Columns of Python values -> an Arrow table ready to write (the GIL-bound half of an insert)."""
+        spec = columns_of(table)
+        n = len(next(iter(columns.values()))) if columns else 0
+        if n == 0:
+            return None
+        arrays = {}
+        for name, kind in spec:
+            values = columns.get(name)
+            if values is None:
+                values = default_column(kind, n)
+            elif len(values) != n:
+                raise ValueError(f"{table}.{name}: {len(values)} values, expected {n}")
+            arrays[name] = _arrow(name, kind, values)
+        return table, pa.table(arrays)
+
+    def write(self, prepared: tuple[str, pa.Table] | None) -> None:
+        """Store a prepared batch (the engine's half: chDB releases the GIL while it works)."""
+        if prepared is None:
+            return
+        table, _esup_batch = prepared  # read by name by chDB's Python() table function
+        names = ", ".join(_esup_batch.column_names)
+        # optimize_on_insert=0: do not de-duplicate inside the inserted block (a third of the insert's
+        # CPU); duplicates collapse at merge time and every read uses FINAL or uniqExact anyway.
+        sql = (f"INSERT INTO {DATABASE}.{table} ({names}) SELECT {names} FROM Python(_esup_batch) "
+               "SETTINGS optimize_on_insert = 0")
+        session = self._session()
+        with self._entry[2]:
+            try:
+                session.query(sql, "CSV")
+            except RuntimeError as exc:
+                raise WarehouseError(f"chDB insert into {table}: {exc}") from exc
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if os.getpid() == self._pid:
+                _release(self.path)
