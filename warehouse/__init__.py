@@ -50,8 +50,8 @@ def open_warehouse(target: str | None = None) -> Any:
     """Open the warehouse named by ``target``.
 
     ``None`` -> ``CLICKHOUSE_URL`` if set, else chDB at ``./data``; ``"clickhouse://…"`` or
-    ``"clickhouses://…"`` -> a server; ``"chdb:///abs/dir"``, ``"chdb://rel/dir"`` or a plain directory
-    path -> chDB in that directory. The returned object satisfies :class:`Warehouse`.
+    ``"clickhouses://…"`` -> a server; ``"chdb:///abs/dir"``, ``"chdb://rel/dir"``, ``"chdb:rel/dir"`` or a
+    plain directory path -> chDB in that directory. The returned object satisfies :class:`Warehouse`.
     """
     if target is None:
         target = os.environ.get("CLICKHOUSE_URL") or DEFAULT_DATA_DIR
@@ -59,11 +59,15 @@ def open_warehouse(target: str | None = None) -> Any:
         from warehouse.server import ServerWarehouse
 
         return ServerWarehouse(target)
-    if "://" in target and not target.startswith("chdb://"):
-        raise WarehouseError(f"unknown warehouse target {target!r}: use a directory, chdb://DIR or clickhouse://…")
-    path = target[len("chdb://"):] if target.startswith("chdb://") else target
+    if target.startswith("chdb:"):
+        path = target[len("chdb:"):]
+        path = path[2:] if path.startswith("//") else path  # chdb:///abs -> /abs, chdb://rel -> rel
+    elif "://" in target:
+        raise WarehouseError(f"unknown warehouse target {target!r}: use a directory, chdb:DIR or clickhouse://…")
+    else:
+        path = target
     if not path:
-        raise WarehouseError("chdb:// needs a directory, e.g. chdb:///var/lib/esup or chdb://data")
+        raise WarehouseError("chdb: needs a directory, e.g. chdb:///var/lib/esup or chdb:data")
     from warehouse.embedded import ChdbWarehouse
 
     return ChdbWarehouse(path)
