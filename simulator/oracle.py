@@ -6,10 +6,12 @@ limit). Rather than hand-listing consequences per injection, each injected case 
 from the rule text, independently of ``rules/``; the engine is then compared with it.
 
 Clock rules are judged as the text defines them — "fires once now ≥ X if no satisfying event
-occurred at or before X" — with X recomputed as events become known, because an event can move a
-deadline (a late acceptance moves the clock start back to the submission, 第32条). Deadlines are all
-at China midnights and the simulator never plans an event at midnight, so a deadline computed after
-one day's events holds until the next day's first event.
+occurred at or before X" — with X recomputed as events become known. Only pauses and extensions move
+a deadline that is already known; every other event adds deadlines (an acceptance, even a late one
+under 第32条 that puts the clock start in the past) or satisfies them. So the deadlines are judged
+just before each moving event, against the next event's instant, and once more with every event
+known, against an unbounded clock: a deadline that never moves fires exactly when nothing at or
+before it satisfied it, which the final judgement sees.
 
 ``expected`` returns each rule with the instant it fires, as if the clock ran forever; the caller
 keeps those at or before the end of the run.
@@ -26,6 +28,9 @@ from simulator.timeline import DayTable, china_ord, day_end, day_start, second_o
 from simulator.traffic import PEvent, warning_day
 
 TERMINAL = ("completed", "withdrawn", "intake_rejected")
+MOVES_DEADLINES = frozenset(("supplement_requested", "supplement_received", "suspended", "resumed",
+                             "extension_granted"))
+"""Events after which a deadline already known can move; every other event only adds or satisfies one."""
 INTAKE_DONE = ("accepted", "intake_rejected", "supplement_requested", "withdrawn", "completed")
 
 
@@ -46,11 +51,11 @@ def expected(events: Sequence[PEvent], item: Item | None, cfg: RuleConfig, tab: 
     _event_rules(evs, item, cfg, tab, hit)
     n = len(evs)
     for i in range(n):
-        nxt = evs[i + 1].ts if i + 1 < n else None
-        if nxt is not None and china_ord(nxt) == china_ord(evs[i].ts) and evs[i].type != "accepted":
-            continue  # deadlines are midnights: nothing computed now can pass before the next event
+        nxt = evs[i + 1] if i + 1 < n else None
+        if nxt is not None and nxt.type not in MOVES_DEADLINES:
+            continue
         for rule, at, satisfied in _clock_rules(evs[: i + 1], item, cfg, tab):
-            if (nxt is None or at < nxt) and not satisfied:
+            if (nxt is None or at < nxt.ts) and not satisfied:
                 hit(rule, at)
     return out
 
@@ -61,77 +66,96 @@ def expected(events: Sequence[PEvent], item: Item | None, cfg: RuleConfig, tab: 
 def _event_rules(evs: list[PEvent], item: Item | None, cfg: RuleConfig, tab: DayTable,
                  hit: Callable[[str, int], None]) -> None:
     steps = item.steps if item is not None else ()
+    order = {s: i for i, s in enumerate(steps)}
     first_step: dict[str, PEvent] = {}
-    assessed_codes: set[str] = set()
-    supplements = 0
-    completed = next((e.ts for e in evs if e.type == "completed"), None)
+    first: dict[str, int] = {}
+    for e in evs:
+        first.setdefault(e.type, e.ts)
+    completed = first.get("completed")
+    accepted = first.get("accepted")
     night_from, night_to = _hhmm(cfg.off_hours_start), _hhmm(cfg.off_hours_end)
     tolerance = cfg.backdate_tolerance_hours * 3600
+    assessed_codes: set[str] = set()
+    supplements = 0
+    fees = Decimal(0)  # paid + waived − assessed, up to the completion
     for e in evs:
         t = e.type
-        if item is not None and t in ("fee_assessed", "fee_paid"):
-            fee = item.fee(e.f["fee_code"])
-            if fee is None:
-                hit("FEE.NO_BASIS", e.ts)
-            elif e.f["amount"] > fee.amount:
-                hit("FEE.OVER_STANDARD", e.ts)
-        if item is not None and t == "fee_paid" and e.f["channel"] == "window_cash":
-            hit("FEE.CASH_AT_WINDOW", e.ts)
-        if item is not None and t == "fee_assessed":
-            if e.f["fee_code"] in assessed_codes:
-                hit("FEE.DUPLICATE", e.ts)
-            assessed_codes.add(e.f["fee_code"])
-        if item is not None and t == "fee_waived" and not e.f.get("approval_ref"):
-            hit("FEE.WAIVER_UNAPPROVED", e.ts)
-        if t == "step_completed" and e.f["step"] in steps and e.f["step"] not in first_step:
+        ts = e.ts
+        if e.delay > tolerance:
+            hit("PROCEDURE.BACKDATED", ts)
+        after = completed is not None and ts > completed
+        if t == "step_completed":
             s = e.f["step"]
-            first_step[s] = e
-            later = steps[steps.index(s) + 1:]
-            if any(x in first_step and first_step[x].ts < e.ts for x in later):
-                hit("PROCEDURE.OUT_OF_ORDER", e.ts)
-            for a, b in item.separate_officers if item is not None else ():
-                if s in (a, b):
-                    other = first_step.get(b if s == a else a)
-                    if other is not None and other is not e and e.officer and other.officer == e.officer:
-                        hit("PROCEDURE.SAME_OFFICER", e.ts)
-        if t == "supplement_requested":
+            if s in order and s not in first_step:
+                first_step[s] = e
+                if any(x in first_step and first_step[x].ts < ts for x in steps[order[s] + 1:]):
+                    hit("PROCEDURE.OUT_OF_ORDER", ts)
+                for a, b in item.separate_officers:  # type: ignore[union-attr]
+                    if s in (a, b):
+                        other = first_step.get(b if s == a else a)
+                        if other is not None and other is not e and e.officer and other.officer == e.officer:
+                            hit("PROCEDURE.SAME_OFFICER", ts)
+            if s in cfg.off_hours_steps:
+                _off_hours(ts, night_from, night_to, tab, hit)
+            if after:
+                hit("PROCEDURE.AFTER_COMPLETION", ts)
+        elif t == "decided":
+            _off_hours(ts, night_from, night_to, tab, hit)
+            if after:
+                hit("PROCEDURE.AFTER_COMPLETION", ts)
+        elif t.startswith("fee_") and t != "fee_refunded":
+            if after:
+                hit("PROCEDURE.AFTER_COMPLETION", ts)
+            if item is None:
+                continue
+            code = e.f["fee_code"]
+            amount = e.f["amount"]
+            if t != "fee_waived":
+                fee = item.fee(code)
+                if fee is None:
+                    hit("FEE.NO_BASIS", ts)
+                elif amount > fee.amount:
+                    hit("FEE.OVER_STANDARD", ts)
+            if t == "fee_assessed":
+                if code in assessed_codes:
+                    hit("FEE.DUPLICATE", ts)
+                assessed_codes.add(code)
+            elif t == "fee_paid" and e.f["channel"] == "window_cash":
+                hit("FEE.CASH_AT_WINDOW", ts)
+            elif t == "fee_waived" and not e.f.get("approval_ref"):
+                hit("FEE.WAIVER_UNAPPROVED", ts)
+            if completed is not None and ts <= completed:
+                fees += -amount if t == "fee_assessed" else amount
+        elif t == "supplement_requested":
             supplements += 1
             if supplements == 2:
-                hit("PROCEDURE.REPEATED_SUPPLEMENT", e.ts)
-        if t == "decided" or (t == "step_completed" and e.f["step"] in cfg.off_hours_steps):
-            minute = second_of_day(e.ts) // 60
-            if minute >= night_from or minute < night_to or not tab.is_working(china_ord(e.ts)):
-                hit("PROCEDURE.OFF_HOURS", e.ts)
-        if (completed is not None and e.ts > completed
-                and t in ("step_completed", "decided", "fee_assessed", "fee_paid", "fee_waived")):
-            hit("PROCEDURE.AFTER_COMPLETION", e.ts)
-        if e.delay > tolerance:
-            hit("PROCEDURE.BACKDATED", e.ts)
-        if t == "rated" and e.f["level"] <= cfg.bad_rating_max_level:
-            hit("QUALITY.BAD_RATING", e.ts)
+                hit("PROCEDURE.REPEATED_SUPPLEMENT", ts)
+        elif t == "rated" and e.f["level"] <= cfg.bad_rating_max_level:
+            hit("QUALITY.BAD_RATING", ts)
 
-    close = next((e for e in evs if e.type in ("decided", "completed")), None)
+    close = min((first[t] for t in ("decided", "completed") if t in first), default=None)
     if close is not None:
-        if any(s not in first_step or first_step[s].ts >= close.ts for s in steps):
-            hit("PROCEDURE.SKIPPED_STEP", close.ts)
-        if not any(e.type == "accepted" and e.ts < close.ts for e in evs):
-            hit("PROCEDURE.NOT_ACCEPTED", close.ts)
-    accepted = next((e.ts for e in evs if e.type == "accepted"), None)
+        if any(s not in first_step or first_step[s].ts >= close for s in steps):
+            hit("PROCEDURE.SKIPPED_STEP", close)
+        if accepted is None or accepted >= close:
+            hit("PROCEDURE.NOT_ACCEPTED", close)
     if completed is not None and item is not None:
         if accepted is not None and item.min_minutes is not None and (completed - accepted) / 60 < item.min_minutes:
             hit("PROCEDURE.TOO_FAST", completed)
-        sums = {"fee_assessed": Decimal(0), "fee_paid": Decimal(0), "fee_waived": Decimal(0)}
-        for e in evs:
-            if e.ts <= completed and e.type in sums:
-                sums[e.type] += e.f["amount"]
-        if sums["fee_paid"] + sums["fee_waived"] != sums["fee_assessed"]:
+        if fees != 0:
             hit("FEE.AMOUNT_MISMATCH", completed)
-    delivered = next((e.ts for e in evs if e.type == "delivered"), None)
-    if delivered is not None and item is not None:
+    delivered = first.get("delivered")
+    if delivered is not None and item is not None and "fee_assessed" in first:
         due = {e.f["fee_code"] for e in evs if e.type == "fee_assessed" and e.ts < delivered}
         settled = {e.f["fee_code"] for e in evs if e.type in ("fee_paid", "fee_waived") and e.ts < delivered}
         if due - settled:
             hit("FEE.DELIVERED_UNPAID", delivered)
+
+
+def _off_hours(ts: int, night_from: int, night_to: int, tab: DayTable, hit: Callable[[str, int], None]) -> None:
+    minute = second_of_day(ts) // 60
+    if minute >= night_from or minute < night_to or not tab.is_working(china_ord(ts)):
+        hit("PROCEDURE.OFF_HOURS", ts)
 
 
 # ------------------------------------------------------------------------------- clock rules
@@ -147,7 +171,10 @@ def _clock_rules(evs: list[PEvent], item: Item | None, cfg: RuleConfig,
     term = min((first[t].ts for t in TERMINAL if t in first), default=None)
 
     def by(x: int, *times: int | None) -> bool:
-        return any(t is not None and t <= x for t in times)
+        for t in times:
+            if t is not None and t <= x:
+                return True
+        return False
 
     sub = first.get("submitted")
     if sub is not None:
@@ -246,7 +273,7 @@ def _clock_rules(evs: list[PEvent], item: Item | None, cfg: RuleConfig,
             x = day_end(tab.nth_after(china_ord(ev.ts), planned))
             out.append(("TIMEOUT.SUSPENSION_OVERRUN", x, by(x, resumed, term)))
 
-    if item is not None:
+    if item is not None and "fee_paid" in first:
         paid = sum((e.f["amount"] for e in evs if e.type == "fee_paid"), Decimal(0))
         decided = first.get("decided")
         ends = [first[t].ts for t in ("intake_rejected", "withdrawn") if t in first]
@@ -261,7 +288,7 @@ def _clock_rules(evs: list[PEvent], item: Item | None, cfg: RuleConfig,
                     refunded += amount if amount is not None else paid - refunded
             out.append(("FEE.NOT_REFUNDED", x, paid - refunded <= 0))
 
-    for e in evs:
+    for e in evs if "rated" in first or "complaint_filed" in first else ():
         if e.type == "rated" and e.f["level"] <= cfg.bad_rating_max_level:
             x = day_end(tab.nth_after(china_ord(e.ts), cfg.bad_rating_days))
             fixed = any(r.type == "rating_resolved" and e.ts <= r.ts <= x for r in evs)

@@ -8,6 +8,7 @@ and the GB 11643 check character, and mobile numbers use allocated prefixes.
 from __future__ import annotations
 
 import random
+from bisect import bisect
 from datetime import date
 from itertools import accumulate
 from operator import mul
@@ -29,6 +30,7 @@ _SURNAMES = (
 )
 _SURNAME_LIST = tuple(s for s, _ in _SURNAMES)
 _SURNAME_CUM = tuple(accumulate(w for _, w in _SURNAMES))
+_SURNAME_TOTAL = _SURNAME_CUM[-1]
 
 _GIVEN = (
     "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红梅鹏飞宇浩然子轩梓涵欣怡"
@@ -59,7 +61,7 @@ _BIRTH_SPAN = 20819
 
 
 def person_name(rng: random.Random) -> str:
-    surname = rng.choices(_SURNAME_LIST, cum_weights=_SURNAME_CUM)[0]
+    surname = _SURNAME_LIST[bisect(_SURNAME_CUM, rng.random() * _SURNAME_TOTAL)]
     rnd = rng.random
     n = len(_GIVEN)
     if rnd() < 0.72:

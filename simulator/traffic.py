@@ -272,19 +272,18 @@ class Planner:
     # -- helpers -------------------------------------------------------------------------------
 
     def _officers(self, prof: ItemProfile, center: Center) -> list[str]:
+        """An officer per step; the two steps of every 审批分离 pair by different people."""
         pool = center.officers[prof.window]
-        rng = self.rng
-        offs = [pool[int(rng.random() * len(pool))] for _ in prof.steps]
-        if offs and prof.steps and len(pool) > 1 and rng.random() < 0.5:
-            offs[1:2] = [offs[0]] if len(offs) > 1 else []  # the intake officer often does the next step too
-        for _ in range(8):
-            clash = False
-            for a, b in prof.pairs:
-                if offs[a] == offs[b]:
-                    clash = True
-                    offs[b] = pool[int(rng.random() * len(pool))]
-            if not clash:
-                break
+        rnd = self.rng.random
+        offs = [pool[int(rnd() * len(pool))] for _ in prof.steps]
+        if len(offs) > 1 and rnd() < 0.5:
+            offs[1] = offs[0]  # the intake officer often does the next step too
+        for a, b in prof.pairs:
+            if offs[a] == offs[b]:
+                # Avoid every partner of b, so no pair already checked clashes again: one pass suffices.
+                taken = {offs[x if y == b else y] for x, y in prof.pairs if b in (x, y)}
+                free = [o for o in pool if o not in taken] or list(pool)
+                offs[b] = free[int(rnd() * len(free))]
         return offs
 
     def _normal_fees(self, prof: ItemProfile) -> list[FeeLine]:

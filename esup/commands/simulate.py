@@ -79,6 +79,12 @@ def simulate_command(
                       str(summary.injected_by_rule.get(code, 0)), str(summary.truth_by_rule.get(code, 0)))
     table.add_row("合计", "", "", str(summary.injected_cases), str(sum(summary.truth_by_rule.values())), style="bold")
     console.print(table)
+    if summary.normal_cases_firing:
+        console.print(f"[yellow]注意：{summary.normal_cases_firing} 件正常办件无法排布为不触发任何规则，"
+                      "其应产生的监察发现已写入真值（injected 为 none）。[/]", highlight=False)
+    if summary.missed_injections:
+        console.print(f"[yellow]注意：{summary.missed_injections} 件注入办件未触发目标规则，"
+                      "真值按其实际应产生的监察发现记录。[/]", highlight=False)
     if summary.skipped_rules:
         console.print("[yellow]目录中没有可注入以下规则的事项，已跳过：[/]" + "、".join(summary.skipped_rules),
                       highlight=False)
