@@ -1,0 +1,357 @@
+"""The Faust topology of the live driver: topics, the state table, agents and timers.
+
+```
+case-events ─► supervise agent: validate ─► case-events-dlq (reason in headers)
+ (key: case)        │ events
+                    ▼
+               engine (rules/) on the case_state table (changelog: esup-case_state-changelog)
+                    │ findings, notes, facts, raw events            ▲
+                    ├──► findings ──► alerts agent ─► alerting/     │ ticker (every tick_seconds):
+                    └──► warehouse-batches ──► warehouse sink agent  │ due cases of owned partitions,
+                                                ─► ClickHouse        │ from a per-partition deadline heap
+```
+
+Agents are a few lines; the work is in plain code: ``streams.supervise`` (validation, engine,
+deadlines), ``streams.commit`` (the durability order and offset release), ``streams.output`` (Kafka
+writes), ``streams.sink`` (ClickHouse), ``streams.alerts`` (alerting/). ``Runtime`` holds them.
+
+Validation is the first stage of the supervise agent rather than an agent of its own: every Faust
+agent on a topic costs about 60 µs per record here (one agent read 10,000 records/s, three agents
+on the same topic 5,800/s), and a separate "valid events" topic would double the broker traffic.
+The dead-letter path is unchanged: an invalid record goes to ``case-events-dlq`` with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from rules.findings import decode_finding
+from streams import metrics
+from streams.clock import PartitionClocks, parse_clock
+from streams.commit import CommitPipeline
+from streams.output import Output
+from streams.settings import StreamSettings
+from streams.supervise import Effects, InRecord, Supervisor
+
+log = logging.getLogger("esup.streams")
+
+
+def load_engine(settings: StreamSettings) -> Any:
+    """Build the engine from ``settings.engine`` (``module:attr``), e.g. ``rules.engine:Engine.default``."""
+    module, _, attr = settings.engine.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in (attr or "").split("."):
+        if part:
+            obj = getattr(obj, part)
+    kwargs = {}
+    if settings.catalog:
+        kwargs["catalog_path"] = settings.catalog
+    if settings.rules_config:
+        kwargs["config_path"] = settings.rules_config
+    return obj(**kwargs)
+
+
+def _naive_tz(engine: Any) -> timezone | None:
+    spec = getattr(getattr(engine, "config", None), "naive_timezone", None)
+    if not spec:
+        return None
+    sign = -1 if spec.startswith("-") else 1
+    hh, _, mm = spec.lstrip("+-").partition(":")
+    return timezone(sign * timedelta(hours=int(hh), minutes=int(mm or 0)))
+
+
+class Runtime:
+    """Everything the agents and timers of one worker share."""
+
+    def __init__(self, app: faust.App, settings: StreamSettings, engine: Any = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.now: Callable[[], float] = parse_clock(settings.clock)
+        self.engine = engine
+        self.output = Output(settings)
+        self.supervisor: Supervisor | None = None
+        self.pipeline = CommitPipeline(self.output, self.owned, max_inflight=settings.max_inflight,
+                                       on_error=self.crash, on_settled=self._settled)
+        self.writer: Any = None
+        self.alerts: Any = None
+        self._sink_pool: Any = None
+        self.events_topic = settings.topics.events
+
+    # ------------------------------------------------------------------------------ wiring
+    def attach_table(self, table: Any) -> None:
+        if self.engine is None:
+            self.engine = load_engine(self.settings)
+        clocks = PartitionClocks(self.now, self.settings.lateness_seconds)
+        self.supervisor = Supervisor(self.engine, table.data, owned=self.owned, clocks=clocks,
+                                     cache_size=self.settings.state_cache, naive_tz=_naive_tz(self.engine))
+
+    def owned(self) -> set[int]:
+        """Input partitions this worker is the active owner of (standbys excluded)."""
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.events_topic}
+
+    def _tp(self, partition: int) -> TP:
+        return TP(self.events_topic, partition)
+
+    def highwater(self, partition: int) -> int | None:
+        try:
+            return self.app.consumer.highwater(self._tp(partition))
+        except Exception:  # noqa: BLE001 - consumer not ready or partition just moved
+            return None
+
+    def committed(self, partition: int) -> int | None:
+        # Faust keeps the committed offsets it sought to after the last assignment (private, stable API).
+        offsets = getattr(self.app.consumer, "_committed_offset", {})
+        return offsets.get(self._tp(partition))
+
+    async def crash(self, exc: BaseException) -> None:
+        await self.app.crash(exc)
+
+    # ------------------------------------------------------------------------------ rebalance
+    async def on_recovered(self) -> None:
+        """The table is restored for the new assignment: index the deadlines of the partitions now owned."""
+        if self.supervisor is None:
+            return
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        owned = self.owned()
+        indexed = set(sup.index.partitions())
+        if indexed - owned:
+            sup.revoke(indexed - owned)
+            for p in indexed - owned:
+                try:
+                    metrics.LAG.remove(str(p))
+                except KeyError:
+                    pass
+        if owned - indexed:
+            sup.assign(owned - indexed, self.committed)
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        if self.supervisor is None:
+            return
+        parts = {tp.partition for tp in revoked if tp.topic == self.events_topic}
+        if parts:
+            await self.pipeline.drain(timeout=self.settings.session_timeout / 2)
+            self.supervisor.revoke(parts)
+
+    # ------------------------------------------------------------------------------ supervise
+    async def supervise(self, stream: Any, events: list[Any]) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        await self.pipeline.reserve()
+        # From here to submit() nothing awaits: states are computed and queued in one step.
+        records = [InRecord(m.key, m.value, m.partition, m.offset,
+                            int(round((m.timestamp or 0) * 1000))) for m in (e.message for e in events)]
+        eff = sup.apply(records)
+        self._count(eff, "event")
+
+        async def release() -> None:
+            for e in events:
+                await stream.ack(e)
+
+        self.pipeline.submit(eff, release)
+
+    async def tick(self) -> None:
+        sup = self.supervisor
+        if sup is None:
+            return
+        try:
+            if not self.app.rebalancing and self.app.tables.recovery.completed.is_set():
+                self._reconcile()
+            for p in sup.index.partitions():
+                if p not in sup.clocks.next_offset:
+                    sup.clocks.seed(p, self.committed(p))
+            now = self.now()
+            await self.pipeline.reserve()
+            eff = sup.advance(self.highwater, now)
+            self._count(eff, "ticker")
+            if eff.empty():
+                self.pipeline.unreserve()
+            else:
+                for f in eff.findings:
+                    metrics.OVERDUE_DELAY.observe(max(0.0, now - f.fired_at.timestamp()))
+                self.pipeline.submit(eff)
+            metrics.DEADLINES.set(sup.index.pending())
+            for p in sup.index.partitions():
+                hw = self.highwater(p)
+                if hw is not None:
+                    metrics.LAG.labels(str(p)).set(max(0, hw - sup.clocks.next_offset.get(p, hw)))
+        except Exception as exc:  # noqa: BLE001 - a dead timer would silently stop every deadline
+            metrics.ERRORS.labels("ticker").inc()
+            log.exception("ticker: %r", exc)
+            if self.pipeline.failed:
+                await self.crash(exc)
+
+    def _count(self, eff: Effects, source: str) -> None:
+        if source == "event":
+            metrics.EVENTS.labels("valid").inc(eff.events)
+            if eff.dead:
+                metrics.EVENTS.labels("invalid").inc(len(eff.dead))
+            if eff.skipped:
+                metrics.EVENTS.labels("moved").inc(eff.skipped)
+        for f in eff.findings:
+            metrics.FINDINGS.labels(f.rule, f.severity, source).inc()
+
+    def _settled(self, eff: Effects, seconds: float) -> None:
+        metrics.BATCH_SECONDS.observe(seconds)
+        now_ms = datetime.now(UTC).timestamp() * 1000
+        for batch in eff.warehouse.values():
+            if batch.events:
+                oldest = min(e.received_ms for e in batch.events)
+                metrics.LATENCY.observe(max(0.0, (now_ms - oldest) / 1000))
+
+    # ------------------------------------------------------------------------------ sink
+    async def store(self, messages: list[bytes]) -> None:
+        """Write warehouse batches to ClickHouse; retries with back-off until it works."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from streams.sink import WarehouseWriter
+
+        loop = asyncio.get_running_loop()
+        if self._sink_pool is None:
+            self._sink_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="esup-sink")
+        delay = 0.5
+        while True:
+            try:
+                if self.writer is None:
+                    self.writer = await loop.run_in_executor(
+                        self._sink_pool, lambda: WarehouseWriter(self.settings.warehouse))
+                await loop.run_in_executor(self._sink_pool, self.writer.write, messages)
+                return
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: wait, keep the offsets
+                metrics.ERRORS.labels("warehouse").inc()
+                log.warning("warehouse write failed (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # ------------------------------------------------------------------------------ alerts
+    def clock_now(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), UTC)
+
+    async def alert(self, raw: list[bytes]) -> None:
+        if self.alerts is None:
+            from streams.alerts import AlertHook
+
+            self.alerts = await asyncio.get_running_loop().run_in_executor(None, AlertHook, self.settings)
+        findings = [decode_finding(v) for v in raw]
+        delay = 0.5
+        while True:
+            try:
+                await self.alerts.deliver(findings, self.clock_now())
+                return
+            except Exception as exc:  # noqa: BLE001 - the delivery log is down: wait, keep the offsets
+                metrics.ERRORS.labels("alerting").inc()
+                log.warning("alert delivery failed (%r); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def alert_tick(self) -> None:
+        if self.alerts is None:
+            return
+        try:
+            await self.alerts.tick(self.clock_now())
+        except Exception as exc:  # noqa: BLE001
+            metrics.ERRORS.labels("alerting").inc()
+            log.warning("alert lifecycle tick failed: %r", exc)
+
+    async def close(self) -> None:
+        await self.pipeline.drain(timeout=10)
+        await self.output.stop()
+        if self.writer is not None:
+            self.writer.close()
+        if self.alerts is not None:
+            self.alerts.close()
+
+
+def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
+    """The Faust app for ``settings.role``; ``engine`` overrides ``settings.engine`` (tests)."""
+    s = settings
+    supervise_role = s.role in ("all", "supervise")
+    sink_role = s.role in ("all", "sink")
+    alerting = supervise_role and s.alerting
+    app = faust.App(
+        s.app_id if supervise_role else s.sink_app_id,
+        broker=s.faust_broker,
+        store=s.table_store,
+        datadir=s.data_dir,
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication,
+        topic_allow_declare=False,  # streams.topics declares every topic before the worker starts
+        topic_disable_leader=not alerting,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=s.web_port is not None,
+        web_port=s.web_port or 6066,
+        broker_session_timeout=s.session_timeout,
+        broker_heartbeat_interval=s.heartbeat_interval,
+        broker_commit_interval=s.commit_interval,
+        table_standby_replicas=s.standby_replicas,
+        producer_max_batch_size=s.producer_max_batch_bytes,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=True,
+    )
+    rt = Runtime(app, s, engine)
+    app.esup_runtime = rt  # type: ignore[attr-defined]
+
+    def topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=s.partitions,
+                         key_serializer="raw", value_serializer="raw")
+
+    if supervise_role:
+        table = app.Table(s.table_name, partitions=s.partitions, key_type=bytes, value_type=bytes)
+        rt.attach_table(table)
+        table.on_recover(rt.on_recovered)
+
+        @app.agent(topic(s.topics.events), name="supervise")
+        async def supervise(stream: Any) -> None:
+            """validate → dead letters | events → engine and state → effects → commit pipeline."""
+            async for events in stream.noack_take(s.batch_max, within=s.batch_within):
+                await rt.supervise(stream, events)
+
+        @app.timer(s.tick_seconds, name="ticker")
+        async def ticker() -> None:
+            """Fire deadlines of cases that get no event (per-partition heaps, partition clocks)."""
+            await rt.tick()
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+            await rt.on_revoked(revoked)
+
+    if alerting:
+        @app.agent(topic(s.topics.findings), name="alerts")
+        async def alerts(stream: Any) -> None:
+            """Findings → alerting/ (route, dedup, mask, send, log); acknowledged once recorded."""
+            async for events in stream.noack_take(500, within=1.0):
+                await rt.alert([e.message.value for e in events])
+                for e in events:
+                    await stream.ack(e)
+
+        @app.timer(s.alert_tick_seconds, on_leader=True, name="alert-lifecycle")
+        async def alert_lifecycle() -> None:
+            """Escalations, yellow-to-red upgrades and held digests, on the leader only."""
+            await rt.alert_tick()
+
+    if sink_role:
+        @app.agent(topic(s.topics.warehouse), name="warehouse-sink")
+        async def warehouse_sink(stream: Any) -> None:
+            """warehouse-batches → ClickHouse in large writes; acknowledged once stored."""
+            async for events in stream.noack_take(s.sink_batch_max, within=s.sink_within):
+                await rt.store([e.message.value for e in events])
+                for e in events:
+                    await stream.ack(e)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        await rt.close()
+
+    return app
