@@ -31,7 +31,15 @@ import msgspec
 from rules.calendar import WorkCalendar
 from rules.catalog import Catalog, load_catalog
 from rules.config import RuleConfig, load_rule_config
-from schemas.events import CHINA_TZ, EVENT_TYPES, Applicant, encode_event
+from schemas.events import (
+    CHINA_TZ,
+    EVENT_TYPES,
+    AnyEvent,
+    Applicant,
+    InvalidEvent,
+    decode_event,
+    encode_event,
+)
 from simulator import oracle
 from simulator.timeline import AM_LEN, DAY, EPOCH_ORD, OFFICE_LEN, UTC8, DayTable, SimulationError, day_start
 from simulator.traffic import Case, Center, ItemProfile, Knobs, PEvent, Planner, build_profiles
@@ -161,7 +169,15 @@ class Simulation:
     # -- the stream ------------------------------------------------------------------------
 
     def lines(self) -> Iterator[bytes]:
-        """The event stream as JSON Lines (each ending in a newline), malformed lines included."""
+        """The event stream as JSON Lines (each ending in a newline), malformed lines included.
+
+        Each iteration starts afresh (same bytes, and ``truth``/``summary`` rebuilt), so a caller may
+        run it twice without doubling the truth.
+        """
+        self.truth = []
+        self.summary = Summary()
+        for c in self.centers:
+            c.serial.clear()
         rng = random.Random(self.seed)
         rec_rng = random.Random(f"recorded-{self.seed}")
         bad_rng = random.Random(f"malformed-{self.seed}")
@@ -285,6 +301,13 @@ class Simulation:
         if first_ts is not None:
             summ.first_event = datetime.fromtimestamp(first_ts, CHINA_TZ)
             summ.last_event = datetime.fromtimestamp(last_ts, CHINA_TZ)
+
+    def events(self) -> Iterator[AnyEvent]:
+        """The valid events, decoded, in file order: for drivers that run the engine in-process."""
+        for raw in self.lines():
+            ev = decode_event(raw)
+            if not isinstance(ev, InvalidEvent):
+                yield ev
 
 
 _from_ts = datetime.fromtimestamp
