@@ -83,6 +83,7 @@ def _centers(count: int, profiles: list[ItemProfile]) -> list[Center]:
     windows: dict[str, str] = {}
     for p in profiles:
         windows.setdefault(p.window, p.wcode)
+    sized = [(w, code, 4 + sum(map(ord, w)) % 6) for w, code in windows.items()]  # 4–9 officers a window
     out = []
     for i in range(count):
         if i < len(REGION_CODES):
@@ -91,7 +92,6 @@ def _centers(count: int, profiles: list[ItemProfile]) -> list[Center]:
             base = REGION_CODES[i % len(REGION_CODES)][0]
             region = f"{base[:4]}{(int(base[4:]) + 20 + i // len(REGION_CODES)) % 100:02d}"
         suffix = "" if count == 1 else (chr(ord("A") + i) if i < 26 else f"{i:02d}")
-        sized = [(w, code, 4 + sum(map(ord, w)) % 6) for w, code in windows.items()]
         out.append(Center(i, region, sized, suffix, 1.0 / (1.0 + 0.35 * i)))
     return out
 

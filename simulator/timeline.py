@@ -2,8 +2,10 @@
 
 The simulator plans every event time with the same working-day calendar the engine uses
 (``rules.calendar.WorkCalendar``), but asks it once per date: the answers are flattened into a table
-over the simulated span, so "the n-th working day after d" is one index. Instants are UTC epoch
-seconds (ints) until they are written, because datetime arithmetic is the slow part of a simulator.
+over the simulated span, so "the n-th working day after d" is one index on plain date ordinals.
+Instants are UTC epoch seconds (ints) until they are written, because datetime arithmetic is the
+slow part of a simulator. The day arithmetic of ``rules.clock`` is deliberately not reused: the
+calendar is shared data, but the truth must not share the engine's reading of the rules.
 """
 
 from __future__ import annotations
@@ -133,21 +135,16 @@ class DayTable:
 
     def nth_after_paused(self, ordinal: int, n: int, paused: list[tuple[int, int]],
                          open_from: int | None = None) -> int | None:
-        """``WD#n after d`` skipping paused dates.
+        """``WD#n after d`` skipping paused dates (the calendar's own counting when there are any).
 
         ``paused`` holds (d0, d1) ordinal pairs covering (d0, d1]; a pause not yet ended covers every
         date after ``open_from``, so a day beyond it is unknown (None), as docs/rules.md says.
         """
-        if not paused:
-            result = self.nth_after(ordinal, n)
+        if paused:
+            dates = frozenset(date.fromordinal(o) for d0, d1 in paused for o in range(d0 + 1, d1 + 1))
+            result = self.calendar.nth_working_day_after(date.fromordinal(ordinal), n, dates).toordinal()
         else:
-            count = 0
-            day = ordinal
-            while count < n:
-                day = self.nth_after(day, 1)
-                if not any(d0 < day <= d1 for d0, d1 in paused):
-                    count += 1
-            result = day
+            result = self.nth_after(ordinal, n)
         if open_from is not None and result > open_from:
             return None
         return result

@@ -19,7 +19,7 @@ import math
 import random
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from rules.catalog import Catalog, Fee, Item
@@ -85,7 +85,11 @@ class PEvent:
 
 
 def warning_day(n: int, cfg: RuleConfig) -> int:
-    """k of docs/rules.md: the warning fires at the start of WD#k (exact decimal share, no float drift)."""
+    """k of docs/rules.md: the warning fires at the start of WD#k (exact decimal share, no float drift).
+
+    Written from the rule text rather than imported from ``rules.timeouts``: the truth is meant to be
+    an independent reading, so a mistake in the engine's formula shows up as a disagreement.
+    """
     by_left = n - cfg.warning_days_left + 1
     by_share = math.ceil(Decimal(repr(cfg.warning_fraction)) * n) + 1
     return min(n, max(1, min(by_left, by_share)))
@@ -186,9 +190,6 @@ class Case:
     prof: ItemProfile
     center: Center
     events: list[PEvent]
-    applicant: tuple[str, str, str]
-    start_ord: int  # clock start date S (or the submission date when never accepted)
-    officers: list[str] = field(default_factory=list)  # per catalog step
     kind: str | None = None  # injected violation kind
     rule: str | None = None  # the rule the injection targets
 
@@ -350,7 +351,7 @@ class Planner:
         if outcome == "rejected":
             day = tab.nth_after(arrival, gap)
             add(day, "intake_rejected", clerk, SRC_WINDOW, 5, 40, reason=_pick(rng, INTAKE_REJECT_REASONS))
-            return self._finish(cid, prof, center, slots, night, applicant, arrival, offs, arrival_off)
+            return self._finish(cid, prof, center, slots, night, arrival_off)
 
         acc_date = tab.nth_after(arrival, gap)
         start = arrival if knobs.late_intake else acc_date
@@ -478,10 +479,10 @@ class Planner:
                 add(walk.date, "resumed", offs[min(i + 1, nsteps - 1)], dep_src, 0, 0)
             if i == withdraw_after:
                 add(walk.date, "withdrawn", None, sub_src, 10, 90)
-                return self._finish(cid, prof, center, slots, night, applicant, start, offs, arrival_off)
+                return self._finish(cid, prof, center, slots, night, arrival_off)
 
         if outcome == "open":
-            return self._finish(cid, prof, center, slots, night, applicant, start, offs, arrival_off)
+            return self._finish(cid, prof, center, slots, night, arrival_off)
 
         # Decision and completion on the same day.
         walk.active(moves[-1] if moves else target - walk.idx)
@@ -545,13 +546,12 @@ class Planner:
             if fix >= 0:
                 add(tab.nth_after(fday, fix), "complaint_resolved", None, SRC_HOTLINE, 30 if fix == 0 else 0,
                     120 if fix == 0 else 0, complaint_id=cid_)
-        return self._finish(cid, prof, center, slots, night, applicant, start, offs, arrival_off)
+        return self._finish(cid, prof, center, slots, night, arrival_off)
 
     # -- times of day --------------------------------------------------------------------------
 
     def _finish(self, cid: str, prof: ItemProfile, center: Center, slots: list[tuple[int, PEvent, int, int]],
-                night: dict[PEvent, int], applicant: tuple[str, str, str], start: int, offs: list[str],
-                arrival_off: int) -> Case:
+                night: dict[PEvent, int], arrival_off: int) -> Case:
         """Give every event a time: each day's events are a chain of gaps laid out in office hours."""
         ri = self.ri
         slots.sort(key=_by_date)  # stable: same-day events keep their planned order
@@ -604,7 +604,7 @@ class Planner:
         for a in range(1, len(events)):
             if events[a].ts <= events[a - 1].ts:
                 events[a].ts = events[a - 1].ts + 1
-        return Case(cid, prof, center, events, applicant, start, offs)
+        return Case(cid, prof, center, events)
 
 
 def _by_date(slot: tuple[int, PEvent, int, int]) -> int:

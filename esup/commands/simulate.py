@@ -60,6 +60,7 @@ def simulate_command(
     head.add_row("事件（含重复）", f"{summary.events:,}")
     head.add_row("其中重复事件", f"{summary.duplicates:,}")
     head.add_row("畸形行", f"{summary.malformed:,}")
+    head.add_row("输出行数", f"{summary.lines:,}")
     head.add_row("注入违规的办件", f"{summary.injected_cases:,}")
     head.add_row("应产生的监察发现", f"{sum(summary.truth_by_rule.values()):,}")
     if summary.first_event and summary.last_event:
