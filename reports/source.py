@@ -183,11 +183,17 @@ def load_from_warehouse(wh: Any, month: str, region: str | None = None, run_id: 
 
 def open_and_load(target: str | None, month: str, region: str | None = None, run_id: str = "live") -> MonthlyInput:
     """Open the warehouse named by ``target`` (a directory, ``chdb://…`` or ``clickhouse://…``), load, close."""
-    from warehouse import open_warehouse
+    from warehouse import WarehouseError, open_warehouse
 
     wh = open_warehouse(target)
     try:
         return load_from_warehouse(wh, month, region, run_id, source=f"数据仓库 {describe_target(target)}")
+    except WarehouseError as exc:
+        text = str(exc)
+        if "UNKNOWN_TABLE" in text or "doesn't exist" in text or "Unknown table" in text:
+            raise ReportInputError(f"数据仓库 {describe_target(target)} 中没有监察数据表：尚未写入数据，"
+                                   "或目录/地址不对") from None
+        raise
     finally:
         wh.close()
 
@@ -272,3 +278,20 @@ def load_from_events(events: str | Path, month: str, until: datetime | None = No
     note = f"（{len(invalid)} 行无效已忽略）" if invalid else ""
     return MonthlyInput(facts, list(result.findings), keep,
                         f"事件文件 {path}{note}，经规则引擎计算（时钟推进至 {until.isoformat()}）")
+
+
+def monthly_report(wh: Any, month: str, *, region: str | None = None, run_id: str = "live",
+                   config: Any = None, generated_by: str = "", generated_at: datetime | None = None,
+                   source: str = "") -> Any:
+    """One call for callers that already hold a warehouse (``esup demo``): load the month and build it.
+
+    ``generated_at`` defaults to now here (this is the I/O side; the core itself reads no clock).
+    """
+    from datetime import UTC
+
+    from reports.monthly import build
+
+    inp = load_from_warehouse(wh, month, region, run_id, source=source)
+    return build(inp.facts, inp.findings, inp.events, month=month, region=region, config=config,
+                 generated_at=generated_at or datetime.now(UTC).astimezone(CHINA_TZ), generated_by=generated_by,
+                 source=inp.source, run_id=run_id)

@@ -518,6 +518,20 @@ def test_attribution_of_a_case_spanning_months() -> None:
     assert b.deductions["quality"] == Decimal("2.00") and b.figures.ratings == 0
 
 
+def test_month_bounds_are_china_time_and_cross_the_year() -> None:
+    from datetime import UTC
+
+    from reports.monthly import month_bounds
+
+    assert month_bounds("2026-12") == (t("2026-12-01 00:00"), t("2027-01-01 00:00"))
+    # a completion at 23:59:59 China time on the 31st (15:59:59 UTC) is October's, 00:00 on the 1st is not
+    facts = [prom("Q1", "A", "2026-10-30 09:00", "2026-10-31 23:59:59", "2026-11-02 00:00"),
+             prom("Q2", "A", "2026-10-30 09:00", "2026-11-01 00:00", "2026-11-02 00:00")]
+    facts[0]["completed_at"] = facts[0]["completed_at"].astimezone(UTC)
+    r = build(facts, [], [], month=MONTH, config=SCORING, generated_at=GEN_AT)
+    assert r.windows[0].figures.completed == 1 and r.windows[0].figures.received == 2
+
+
 def test_bad_inputs_are_refused_clearly() -> None:
     facts, findings, events = hand_month()
     with pytest.raises(ReportInputError, match="YYYY-MM"):
