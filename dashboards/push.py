@@ -64,8 +64,8 @@ def _explain(step: str, exc: Exception) -> PushError:
     elif code:
         why = f"HTTP {code}：{getattr(exc, 'message', exc)}"
     else:
-        why = f"无法连接：{exc}"
-    return PushError(f"{step}失败：{why}")
+        why = f"无法连接（{type(exc).__name__}）"
+    return PushError(f"{why}（步骤：{step}）")
 
 
 def _exists(get: Any, *args: Any) -> bool:
@@ -84,6 +84,7 @@ def push(api: Any, boards: Mapping[str, Mapping[str, Any]], datasources: Sequenc
          folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE) -> list[Pushed]:
     """Create or update the folder, ``datasources`` and ``boards``; what was done, in order."""
     from grafana_client.client import GrafanaException
+    from niquests.exceptions import RequestException  # grafana-client's HTTP library: refused, DNS, TLS
 
     done: list[Pushed] = []
     step = "连接 Grafana"
@@ -110,6 +111,6 @@ def push(api: Any, boards: Mapping[str, Mapping[str, Any]], datasources: Sequenc
             reply = api.dashboard.update_dashboard(body) or {}
             action = "created" if reply.get("version", 1) == 1 else "updated"
             done.append(Pushed("dashboard", board["uid"], board["title"], action, reply.get("url", "")))
-    except GrafanaException as exc:
+    except (GrafanaException, RequestException) as exc:
         raise _explain(step, exc) from None
     return done
