@@ -93,7 +93,7 @@ def _month_cases(table: str) -> str:
     if table == "findings":
         return ("SELECT case_id FROM findings WHERE run_id = {run_id:String} "
                 "AND fired_at >= {start:DateTime} AND fired_at < {end:DateTime}")
-    return ("SELECT case_id FROM events WHERE valid = 1 AND event_type IN {types:Array(String)} "
+    return ("SELECT case_id FROM events WHERE valid = 1 AND has({types:Array(String)}, event_type) "
             "AND occurred_at >= {start:DateTime} AND occurred_at < {end:DateTime}")
 
 
@@ -116,8 +116,8 @@ def _findings_sql(ms: str | None) -> str:
 
 def _follow_up_sql(ms: str | None) -> str:
     return (f"SELECT {_select(FINDING_FIELDS, ms)} FROM findings FINAL WHERE run_id = {{run_id:String}} "
-            "AND rule IN {rules:Array(String)} AND fired_at >= {end:DateTime} "
-            "AND case_id IN (SELECT case_id FROM events WHERE valid = 1 AND event_type IN {followed:Array(String)} "
+            "AND has({rules:Array(String)}, rule) AND fired_at >= {end:DateTime} "
+            "AND case_id IN (SELECT case_id FROM events WHERE valid = 1 AND has({followed:Array(String)}, event_type) "
             "AND occurred_at >= {start:DateTime} AND occurred_at < {end:DateTime})")
 
 
@@ -126,9 +126,9 @@ def _events_sql(ms: str | None) -> str:
         f"SELECT {_select(('event_id', 'case_id', 'event_type', 'occurred_at', 'level'), ms)}, "
         "if(event_type IN ('complaint_filed', 'complaint_resolved'), hex(raw), '') AS raw_hex "
         "FROM events FINAL WHERE valid = 1 AND ("
-        "(event_type IN {types:Array(String)} AND occurred_at >= {start:DateTime} AND occurred_at < {end:DateTime}) "
-        "OR (event_type IN {resolutions:Array(String)} AND occurred_at >= {start:DateTime} "
-        "AND case_id IN (SELECT case_id FROM events WHERE valid = 1 AND event_type IN {followed:Array(String)} "
+        "(has({types:Array(String)}, event_type) AND occurred_at >= {start:DateTime} AND occurred_at < {end:DateTime}) "
+        "OR (has({resolutions:Array(String)}, event_type) AND occurred_at >= {start:DateTime} "
+        "AND case_id IN (SELECT case_id FROM events WHERE valid = 1 AND has({followed:Array(String)}, event_type) "
         "AND occurred_at >= {start:DateTime} AND occurred_at < {end:DateTime})))"
     )
 

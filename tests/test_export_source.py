@@ -7,7 +7,9 @@ chDB serves one data directory per process, so every test opens its warehouse an
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ from reports.csv import csv_files
 from reports.monthly import build
 from reports.source import load_from_events, load_from_files, load_from_warehouse, monthly_report
 from tests.test_export import GEN_AT, MONTH, SCORING, hand_month, make_report, scoring_doc
+from tests.warehouse_servers import clickhouse_server  # noqa: F401 - session fixture
 
 SOURCE = "手工构造的测试数据"
+_db = itertools.count()
 
 
 def _same_report(a: Any, b: Any) -> None:
@@ -60,11 +64,20 @@ def _store(wh: Any, facts: list[dict[str, Any]], findings: list[dict[str, Any]],
                           "error": "schema", "raw": b"{broken"}])
 
 
-def test_warehouse_gives_the_same_report_as_the_rows(tmp_path: Path) -> None:
+@pytest.fixture(params=["chdb", pytest.param("server", marks=pytest.mark.server)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A chDB directory, or a fresh database on the ClickHouse server the session fixture started."""
+    if request.param == "chdb":
+        return str(tmp_path / "wh")
+    url = request.getfixturevalue("clickhouse_server")
+    return f"{url}/esup_export_{os.getpid()}_{next(_db)}"
+
+
+def test_warehouse_gives_the_same_report_as_the_rows(target: str) -> None:
     from warehouse import open_warehouse
 
     facts, findings, events = hand_month()
-    wh = open_warehouse(str(tmp_path / "wh"))
+    wh = open_warehouse(target)
     try:
         _store(wh, facts, findings, events)
         inp = load_from_warehouse(wh, MONTH, region="330102")
