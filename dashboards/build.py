@@ -49,8 +49,10 @@ def datasources(clickhouse_host: str = "clickhouse", clickhouse_port: int = 9000
                 prometheus_url: str = "http://prometheus:9090") -> list[dict[str, Any]]:
     """The two data sources as Grafana's HTTP API takes them (provisioning uses the same fields).
 
-    ClickHouse is reached over the native protocol by the official plugin with a read-only user;
-    the password is never written to a file: provisioning reads ``$ESUP_CLICKHOUSE_PASSWORD``.
+    ClickHouse is reached over the native protocol by the official plugin. Grafana does not stop a
+    panel from running any SQL, so production should name a read-only user; ``default`` is what a
+    stock ClickHouse container has. The password is never written to a file: provisioning reads
+    ``$ESUP_CLICKHOUSE_PASSWORD``, and without ``clickhouse_password`` an API update keeps the stored one.
     """
     ch: dict[str, Any] = {
         "uid": CLICKHOUSE_UID, "name": "esup ClickHouse", "type": CH["type"], "access": "proxy",
@@ -917,8 +919,8 @@ def pipeline() -> dict[str, Any]:
     ], datasource=PROM), 8, 8)
 
     g.row("仓库侧核对（ClickHouse）")
-    g.add(stat("最近事件入库", "ClickHouse 中最近一条事件的接收时间：长时间不更新说明采集或写入中断。", [ch_target("""
-        SELECT max(received_at) AS "最近事件入库"
+    g.add(stat("最近事件入库", "ClickHouse 中最近一条事件的接收时间（毫秒时间戳，显示为距今多久）：长时间不更新说明采集或写入中断。", [ch_target("""
+        SELECT toUnixTimestamp(max(received_at)) * 1000 AS "最近事件入库"
         FROM events
         WHERE received_at <= $__toTime""")], unit="dateTimeFromNow", steps=[(None, "blue")]), 6, 8)
     g.add(timeseries("事件入库（按接收时间）", "每个统计区间的入库速率与无效行数（来自 ClickHouse 事件表）。", [ch_target("""
@@ -974,7 +976,7 @@ def case() -> dict[str, Any]:
                officer_id AS "经办人", source AS "来源系统",
                if(valid = 1, '有效', concat('无效：', error)) AS "校验"
         FROM events FINAL
-        WHERE case_id = {c}
+        WHERE case_id = {c} AND case_id != ''
         ORDER BY occurred_at, event_id""")]), 24, 10)
     g.add(table("监察发现", "本办件触发的全部监察发现。", [ch_target(f"""
         SELECT fired_at AS "触发时间", {RULE_NAME} AS "规则", {SEVERITY_NAME} AS "等级",

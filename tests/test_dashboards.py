@@ -295,6 +295,22 @@ def value_of(runs: dict[tuple[str, str], QueryRun], dashboard: str, panel: str) 
     return runs[(dashboard, panel)].rows[0][panel]
 
 
+def test_esup_dashboards_check_reports_every_query(demo: tuple[Any, Any]) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from esup.cli import app
+
+    wh, info = demo  # the CLI opens the same chDB directory: chDB shares it within one process
+    result = CliRunner().invoke(app, ["dashboards", "check", "--target", f"chdb://{wh.path}", "--json",
+                                      "--from", info.start.isoformat(), "--to", info.now.isoformat()])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.output)
+    assert len(runs) == len(_runs(demo)) and all(r["error"] is None for r in runs)
+    assert wh.query("SELECT 1 AS x") == [{"x": 1}]  # still open for the other tests
+
+
 def test_the_case_page_masks_the_applicant(demo: tuple[Any, Any]) -> None:
     wh, info = demo
     runs = _runs(demo, case=info.case_with_findings)
