@@ -14,4 +14,6 @@ if [ ${#need[@]} -gt 0 ]; then
   (service clickhouse-server stop || true) >/dev/null 2>&1
   (service prometheus stop || true) >/dev/null 2>&1
 fi
-echo "servers: clickhouse-server $(clickhouse-server --version 2>/dev/null | head -1 || echo '?'); $(prometheus --version 2>&1 | head -1)"
+# Debian's 18.16 binary has no --version; ask the package manager first (the warehouse tests need >= 18.16).
+ch_version=$(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || clickhouse-server --version 2>/dev/null | head -1 || echo '?')
+echo "servers: clickhouse-server ${ch_version}; $(prometheus --version 2>&1 | head -1)"

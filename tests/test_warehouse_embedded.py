@@ -230,7 +230,7 @@ def test_render_for_old_servers_and_clusters() -> None:
             "ENGINE = ReplacingMergeTree(version) ORDER BY case_id")
     modern = render(stmt, MODERN)
     assert "DateTime64(3, 'Asia/Shanghai')" in modern and "LowCardinality(Nullable(String))" in modern
-    assert "CODEC(ZSTD(3))" in modern and "ON CLUSTER" not in modern
+    assert "CODEC(ZSTD(1))" in modern and "ON CLUSTER" not in modern
     legacy = render(stmt, LEGACY, cluster="prov", database="esup")
     assert "DateTime('Asia/Shanghai')" in legacy and "LowCardinality" not in legacy and "CODEC" not in legacy
     assert "case_facts ON CLUSTER prov" in legacy

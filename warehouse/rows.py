@@ -35,6 +35,7 @@ _loose = msgspec.json.Decoder()
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID18 = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[0-9Xx])(?![0-9A-Za-z])")
 _ID15 = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{5})(\d{4})(?![0-9A-Za-z])")
+_LONG_NUMBER = re.compile(r"\d{11}")  # nothing shorter can be a phone or ID number
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
@@ -62,7 +63,7 @@ def _scrub_part(text: str, known: Sequence[str]) -> str:
     for value in known:
         if value and value in text:
             text = text.replace(value, mask_value(value))
-    if sum(c.isdigit() for c in text) >= 11:
+    if _LONG_NUMBER.search(text):
         text = _ID18.sub(_mask_id18, text)
         text = _ID15.sub(lambda m: f"{m.group(1)}*****{m.group(3)}", text)
         text = _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
@@ -116,20 +117,27 @@ _EVENT_COLUMNS = ("case_id", "occurred_at", "event_id", "event_type", "source", 
 
 def event_columns(items: Sequence[tuple[Any, bytes, datetime]]) -> dict[str, list[Any]]:
     """Columns for ``events`` from (event or InvalidEvent, raw bytes as received, received_at)."""
-    valid = [it for it in items if type(it[0]) in _TAGS]
-    invalid = [it for it in items if type(it[0]) not in _TAGS]
-    evs = [it[0] for it in valid]
-    n = len(evs)
     tags = _TAGS
+    evs = [it[0] for it in items]
+    try:  # the usual batch: all valid, event types found by C-level maps
+        event_type = list(map(tags.__getitem__, map(type, evs)))
+        valid: Sequence[tuple[Any, bytes, datetime]] = items
+        invalid: Sequence[tuple[Any, bytes, datetime]] = ()
+    except KeyError:
+        valid = [it for it in items if type(it[0]) in tags]
+        invalid = [it for it in items if type(it[0]) not in tags]
+        evs = [it[0] for it in valid]
+        event_type = list(map(tags.__getitem__, map(type, evs)))
+    n = len(evs)
     cols: dict[str, list[Any]] = {
         "case_id": [e.case_id for e in evs],
         "occurred_at": [e.occurred_at for e in evs],
         "event_id": [e.event_id for e in evs],
-        "event_type": [tags[type(e)] for e in evs],
+        "event_type": event_type,
         "source": [e.source for e in evs],
         "recorded_at": [e.recorded_at for e in evs],
         "received_at": [it[2] for it in valid],
-        "officer_id": [e.officer_id or "" for e in evs],
+        "officer_id": [e.officer_id for e in evs],  # None -> '' when the column is built
         "level": [getattr(e, "level", 0) for e in evs],
         "valid": [1] * n,
         "error": [""] * n,

@@ -17,9 +17,11 @@ table keeps only the highest anyway) and one copy of each finding and note.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +31,7 @@ from rules.facts import CaseFacts
 from rules.findings import Finding, Note
 from warehouse.rows import event_columns, facts_columns, findings_columns, notes_columns, pii_of
 
-_KNOWN_LIMIT = 200_000  # cases whose applicant details are remembered for scrubbing findings
+_RECENT_BATCHES = 4  # batches of facts kept to mask applicant details in later findings
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Sink:
         self._facts: dict[str, CaseFacts] = {}
         self._findings: dict[tuple[str, str], tuple[str, Finding]] = {}
         self._notes: dict[tuple[str, str, str, str], tuple[str, Note]] = {}
-        self._known: dict[str, tuple[str, ...]] = {}
+        self._recent: deque[dict[str, CaseFacts]] = deque(maxlen=_RECENT_BATCHES)
         self._oldest: float | None = None
         self._failed: list[_Job] = []
         self._error: BaseException | None = None
@@ -83,13 +85,22 @@ class Sink:
             self._added()
 
     def add_facts(self, facts: Iterable[CaseFacts]) -> None:
+        """Buffer case facts; per case only the highest version is kept (the table keeps no other)."""
+        incoming = facts if isinstance(facts, list) else list(facts)
         with self._lock:
             self._raise_pending()
             buf = self._facts
-            for f in facts:
-                cur = buf.get(f.case_id)
-                if cur is None or f.version >= cur.version:
-                    buf[f.case_id] = f
+            new = {f.case_id: f for f in incoming}
+            if len(new) != len(incoming):  # a case twice in one call: keep its highest version
+                new = {}
+                for f in incoming:
+                    cur = new.get(f.case_id)
+                    if cur is None or f.version >= cur.version:
+                        new[f.case_id] = f
+            for key in new.keys() & buf.keys():
+                if buf[key].version > new[key].version:
+                    new[key] = buf[key]
+            buf.update(new)
             self._added()
 
     def add_findings(self, findings: Iterable[Finding], run_id: str = "live") -> None:
@@ -120,8 +131,10 @@ class Sink:
             raise RuntimeError("the sink is closed")
         if self._oldest is None:
             self._oldest = time.monotonic()
-        if self.pending() >= self.max_rows:
-            self._submit()
+        full = {name for name, n in (("events", len(self._events)), ("case_facts", len(self._facts)),
+                                     ("findings", len(self._findings) + len(self._notes))) if n >= self.max_rows}
+        if full:
+            self._submit(full)
 
     # ----------------------------------------------------------------------------------- writing
     def flush(self) -> None:
@@ -168,27 +181,54 @@ class Sink:
                         with self._state:
                             self._error = exc
 
-    def _submit(self) -> None:
-        """Convert the buffers into a job for the writer; failed jobs go first (writes are idempotent)."""
+    def _submit(self, which: set[str] | None = None) -> None:
+        """Convert buffers into a job for the writer (all of them, or those in ``which``).
+
+        A full buffer is written on its own: facts wait for their own batch, so one batch of facts
+        spans more events and keeps fewer intermediate versions of each case (a third fewer rows than
+        writing them with every batch of events). Failed jobs go first; writes are idempotent.
+        """
         with self._state:
             retry, self._failed = self._failed, []
         for job in retry:
             self._jobs.put(job)
+        take = which or {"events", "case_facts", "findings"}
+        events = self._events if "events" in take else []
+        facts = self._facts if "case_facts" in take else {}
+        findings = self._findings if "findings" in take else {}
+        notes = self._notes if "findings" in take else {}
+        if not (events or facts or findings or notes):
+            if not self.pending():
+                self._oldest = None
+            return
+        # If preparing raises (a naive datetime, say), the buffers are untouched and the error surfaces.
+        # The cyclic GC is paused meanwhile: conversion makes millions of short-lived lists and tuples
+        # (no cycles), and each full collection would walk the driver's whole heap — a third of the
+        # conversion time in a process that holds a large replay in memory.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            wh = self.wh
+            known = self._personal_data({f.case_id for _, f in findings.values()} | {n.case_id for _, n in notes.values()})
+            parts = [
+                wh.prepare("events", event_columns(events)) if events else None,
+                wh.prepare("notes", notes_columns(list(notes.values()), known)) if notes else None,
+                wh.prepare("case_facts", facts_columns(facts.values())) if facts else None,
+                wh.prepare("findings", findings_columns(list(findings.values()), known)) if findings else None,
+            ]
+            if facts:
+                self._recent.appendleft(facts)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        if events:
+            self._events = []
+        if facts:
+            self._facts = {}
+        if findings or notes:
+            self._findings, self._notes = {}, {}
         if not self.pending():
             self._oldest = None
-            return
-        events, facts, findings, notes = self._events, self._facts, self._findings, self._notes
-        # If preparing raises (a naive datetime, say), the buffers are untouched and the error surfaces.
-        known = self._remember(facts.values())
-        wh = self.wh
-        parts = [
-            wh.prepare("events", event_columns(events)) if events else None,
-            wh.prepare("notes", notes_columns(list(notes.values()), known)) if notes else None,
-            wh.prepare("case_facts", facts_columns(facts.values())) if facts else None,
-            wh.prepare("findings", findings_columns(list(findings.values()), known)) if findings else None,
-        ]
-        self._events, self._facts, self._findings, self._notes = [], {}, {}, {}
-        self._oldest = None
         rows = {"events": len(events), "notes": len(notes), "case_facts": len(facts), "findings": len(findings)}
         self._jobs.put(_Job([p for p in parts if p is not None], rows))
 
@@ -211,14 +251,18 @@ class Sink:
             finally:
                 self._jobs.task_done()
 
-    def _remember(self, facts: Iterable[CaseFacts]) -> dict[str, tuple[str, ...]]:
-        """Applicant details per case, kept for a while so findings of later batches are scrubbed too."""
-        known = self._known
-        for f in facts:
-            pii = pii_of(f)
-            if pii:
-                known[f.case_id] = pii
-        if len(known) > _KNOWN_LIMIT:
-            for key in list(known)[: len(known) - _KNOWN_LIMIT // 2]:
-                del known[key]
-        return known
+    def _personal_data(self, cases: set[str]) -> dict[str, tuple[str, ...]]:
+        """What to mask in the free text of these cases: their applicant details from the facts buffered
+        or written in the last few batches (a finding usually follows its case's latest facts closely;
+        for older cases the pattern masks for ID and phone numbers still apply)."""
+        out = {}
+        sources = (self._facts, *self._recent)
+        for case_id in cases:
+            for src in sources:
+                f = src.get(case_id)
+                if f is not None:
+                    pii = pii_of(f)
+                    if pii:
+                        out[case_id] = pii
+                    break
+        return out

@@ -40,7 +40,7 @@ class Dialect:
             "DT": f"DateTime64(3, '{TZ}')" if self.datetime64 else f"DateTime('{TZ}')",
             "LC": "LowCardinality(String)" if self.low_cardinality else "String",
             "LCN": "LowCardinality(Nullable(String))" if self.low_cardinality else "Nullable(String)",
-            "ZSTD": "CODEC(ZSTD(3))" if self.codecs else "",
+            "ZSTD": "CODEC(ZSTD(1))" if self.codecs else "",
         }
 
 

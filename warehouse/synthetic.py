@@ -293,8 +293,10 @@ def generate(n_events: int, seed: int = 7, start: datetime | None = None, invali
     invalid_raw: set[bytes] = set()
     n_notes = 0
     enc_cache: dict[int, bytes] = {}
-    for position, (at, _s, obj) in enumerate(arrivals, start=1):
-        received = at
+    read_batch = 1000  # a driver reads lines in batches and stamps each batch with one received_at
+    for position, (_at, _s, obj) in enumerate(arrivals, start=1):
+        first = (position - 1) // read_batch * read_batch
+        received = arrivals[min(first + read_batch, len(arrivals)) - 1][0]
         if isinstance(obj, bytes):
             inv = decode_event(obj, position=position)
             assert isinstance(inv, InvalidEvent)
@@ -329,11 +331,19 @@ def generate(n_events: int, seed: int = 7, start: datetime | None = None, invali
 
 
 def feed(sink: Any, steps: list[Step], chunk: int = 1000, run_id: str = "live") -> None:
-    """Hand steps to a sink the way a driver does: a chunk of events, then their facts, findings, notes."""
+    """Hand steps to a sink the way a streaming driver does, a chunk of lines at a time: the lines,
+    then the latest facts of each case the chunk touched, then the chunk's findings and notes."""
     for i in range(0, len(steps), chunk):
         part = steps[i:i + chunk]
         sink.add_events([s.item for s in part])
-        sink.add_facts([s.facts for s in part if s.facts is not None])
+        latest: dict[str, CaseFacts] = {}
+        for s in part:
+            f = s.facts
+            if f is not None:
+                cur = latest.get(f.case_id)
+                if cur is None or f.version > cur.version:
+                    latest[f.case_id] = f
+        sink.add_facts(list(latest.values()))
         findings = [f for s in part for f in s.findings]
         if findings:
             sink.add_findings(findings, run_id=run_id)

@@ -4,7 +4,7 @@
 --   {{DT}}   DateTime64(3, 'Asia/Shanghai') on chDB / ClickHouse >= 20.1, DateTime('Asia/Shanghai') on 18.16
 --   {{LC}}   LowCardinality(String), or String where LowCardinality is experimental (18.16)
 --   {{LCN}}  LowCardinality(Nullable(String)), or Nullable(String)
---   {{ZSTD}} CODEC(ZSTD(3)) where codecs exist, else nothing
+--   {{ZSTD}} CODEC(ZSTD(1)) where codecs exist, else nothing (level 1: as small as 3 on JSON lines, cheaper)
 --   {{ON_CLUSTER}} and the engine are rewritten for a replicated cluster when one is configured.
 -- Every statement is idempotent (IF NOT EXISTS), so a migration interrupted half way can be re-run.
 --
