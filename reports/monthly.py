@@ -254,9 +254,6 @@ class Figures:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
-    def value(self, name: str) -> int:
-        return int(getattr(self, name))
-
 
 @dataclass
 class UnitRow:
