@@ -1,5 +1,5 @@
 """Grafana dashboards as code: ``python -m dashboards.build`` writes ``dashboards/json/*.json`` and the
-data-source provisioning file.
+provisioning files (the two data sources, the dashboard provider).
 
 Why generated and not hand-edited JSON: six dashboards share one vocabulary (rule codes → Chinese
 names, statuses, severities), one way of saying "open at time T" or "overdue at time T", and one set
@@ -253,14 +253,11 @@ def case_link(column: str = "办件编号") -> dict[str, Any]:
 
 
 def table(title: str, description: str, targets: Sequence[dict[str, Any]], *,
-          overrides: Sequence[dict[str, Any]] = (), datasource: dict[str, str] = CH,
-          sort_by: str | None = None) -> dict[str, Any]:
+          overrides: Sequence[dict[str, Any]] = (), datasource: dict[str, str] = CH) -> dict[str, Any]:
     p = _base("table", title, description, targets, datasource)
     p["fieldConfig"]["defaults"] = {"custom": {"align": "auto", "filterable": True}, "noValue": "无"}
     p["fieldConfig"]["overrides"] = list(overrides)
     p["options"] = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
-    if sort_by:
-        p["options"]["sortBy"] = [{"displayName": sort_by, "desc": True}]
     return p
 
 
