@@ -122,8 +122,9 @@ class Engine:
         # So events of one case arriving shuffled, before the clock reaches their deadlines, give
         # the same findings as in order.
 
+        rejudge = False
         if isinstance(event, (Submitted, Accepted)):
-            self._take_intake(state, event, notes)
+            rejudge = self._take_intake(state, event, notes)
         elif state.d.submitted_t is None and state.d.accepted_t is None:
             notes.append(Note(kind="no_intake", case_id=state.case_id, event_id=event.event_id,
                               message=f"`{event.event_type}` for case {state.case_id} before any `submitted` or "
@@ -132,12 +133,12 @@ class Engine:
         fact = to_fact(event, state.seq)
         state.seq += 1
         facts = state.facts
-        if not facts or (facts[-1].t, facts[-1].seq) <= (fact.t, fact.seq):
+        if not rejudge and (not facts or (facts[-1].t, facts[-1].eid) <= (fact.t, fact.eid)):
             facts.append(fact)
             start = len(facts) - 1
             changed = _TRIGGERS[fact.type]
         else:
-            start = bisect.bisect_right([(f.t, f.seq) for f in facts], (fact.t, fact.seq))
+            start = bisect.bisect_right([(f.t, f.eid) for f in facts], (fact.t, fact.eid))
             facts.insert(start, fact)
             state.d = Derived()
             for f in facts[:start]:
@@ -194,19 +195,20 @@ class Engine:
     def _context(self, state: CaseState, out: list[Finding]) -> CaseContext:
         return CaseContext(state, self._catalog_for(state), self.clock, self.config, out)
 
-    def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note]) -> None:
+    def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note]) -> bool:
+        """Returns True when the case's identity (item, version) changed and earlier facts need re-judging."""
         info = state.info
-        before = info.item_code
-        take_info(info, event)
-        if isinstance(event, Accepted) or info.catalog_version is None:
-            cat = self.catalogs.in_force(china_date(event.occurred_at.timestamp()))
-            info.catalog_version = cat.version
+        before = (info.item_code, info.catalog_version)
+        if take_info(info, event) or info.catalog_version is None:
+            # the catalog in force when the case was accepted (or, before that, submitted)
+            info.catalog_version = self.catalogs.in_force(china_date(info.intakes[0].rank[1])).version
         cat = self.catalogs.version(info.catalog_version)
-        if (info.item_code is not None and info.item_code != before and cat is not None
+        if (info.item_code is not None and info.item_code != before[0] and cat is not None
                 and cat.item(info.item_code) is None):
             notes.append(Note(kind="unknown_item", case_id=state.case_id, event_id=event.event_id,
                               message=f"item code {info.item_code!r} is not in catalog {cat.version}; only the "
                                       f"statutory, intake and quality rules apply to case {state.case_id}"))
+        return (info.item_code, info.catalog_version) != before and len(state.facts) > 0
 
     def deadlines(self, state: CaseState) -> list[Deadline]:
         """Every clock deadline of the case as its facts stand (cached per family between events)."""

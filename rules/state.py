@@ -38,7 +38,7 @@ class Fact(msgspec.Struct, array_like=True, gc=False):
     """One applied event, reduced to what rules read. ``t`` and ``rec`` are UTC epoch seconds."""
 
     t: float
-    seq: int  # arrival order, breaks ties between events at the same instant deterministically
+    seq: int  # arrival order (kept for audit); ties in time are ordered by event id, never by arrival
     type: str
     eid: str
     officer: str | None = None
@@ -48,8 +48,21 @@ class Fact(msgspec.Struct, array_like=True, gc=False):
     rec: float | None = None  # recorded_at
 
 
+class Intake(msgspec.Struct, array_like=True):
+    """What one ``submitted``/``accepted`` event said about the case, kept to resolve contradictions."""
+
+    rank: tuple[int, float, str]  # (0 accepted | 1 submitted, event time, event id): smaller wins
+    fields: tuple[str | None, ...]  # item_code, department, window, region_code, name, id_number, phone
+    due_at: float | None = None
+
+
+INFO_FIELDS = ("item_code", "department", "window", "region_code",
+               "applicant_name", "applicant_id_number", "applicant_phone")
+
+
 class CaseInfo(msgspec.Struct, array_like=True):
-    """Who and what the case is about: taken from ``accepted``, else ``submitted``."""
+    """Who and what the case is about. Each field comes from the best intake event that gives it:
+    ``accepted`` before ``submitted``, then the earliest (time, id) — so arrival order never matters."""
 
     item_code: str | None = None
     department: str | None = None
@@ -61,6 +74,7 @@ class CaseInfo(msgspec.Struct, array_like=True):
     due_at: float | None = None
     from_accepted: bool = False
     catalog_version: str | None = None
+    intakes: list[Intake] = []
 
 
 class Pause(msgspec.Struct, array_like=True):
@@ -172,26 +186,25 @@ def to_fact(ev: AnyEvent, seq: int) -> Fact:
                 rec.timestamp() if rec is not None else None)
 
 
-def take_info(info: CaseInfo, ev: Submitted | Accepted) -> None:
-    """Case identity from intake events; ``accepted`` wins over ``submitted`` field by field."""
-    if info.from_accepted and isinstance(ev, Submitted):
-        fill_only = True
-    else:
-        fill_only = False
-    for name in ("item_code", "department", "window", "region_code"):
-        value = getattr(ev, name)
-        if value is not None and (not fill_only or getattr(info, name) is None):
-            setattr(info, name, value)
+def take_info(info: CaseInfo, ev: Submitted | Accepted) -> bool:
+    """Record an intake event and re-derive the case identity; True when the best intake changed."""
     a = ev.applicant
-    if a is not None:
-        for src, dst in (("name", "applicant_name"), ("id_number", "applicant_id_number"), ("phone", "applicant_phone")):
-            value = getattr(a, src)
-            if value is not None and (not fill_only or getattr(info, dst) is None):
-                setattr(info, dst, value)
-    if isinstance(ev, Accepted):
-        info.from_accepted = True
-        if ev.due_at is not None:
-            info.due_at = ev.due_at.timestamp()
+    accepted = isinstance(ev, Accepted)
+    rec = Intake(
+        rank=(0 if accepted else 1, ev.occurred_at.timestamp(), ev.event_id),
+        fields=(ev.item_code, ev.department, ev.window, ev.region_code,
+                a.name if a else None, a.id_number if a else None, a.phone if a else None),
+        due_at=ev.due_at.timestamp() if accepted and ev.due_at is not None else None,  # type: ignore[union-attr]
+    )
+    best_before = info.intakes[0].rank if info.intakes else None
+    info.intakes.append(rec)
+    info.intakes.sort(key=lambda r: r.rank)
+    for i, name in enumerate(INFO_FIELDS):
+        setattr(info, name, next((r.fields[i] for r in info.intakes if r.fields[i] is not None), None))
+    best = info.intakes[0]
+    info.from_accepted = best.rank[0] == 0
+    info.due_at = best.due_at
+    return best.rank != best_before
 
 
 def fold(d: Derived, f: Fact) -> str | None:

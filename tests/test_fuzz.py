@@ -97,6 +97,9 @@ def test_engine_keeps_its_invariants_on_any_sequence(docs: list[dict], rnd) -> N
     events = []
     for n, doc in enumerate(docs):
         doc["event_id"] = f"e{n}"  # unique ids: contradictory repeats of one id are a separate test
+        # one item per case: an intake that changes the item after findings fired cannot retract them,
+        # so arrival order matters there by nature (tested on its own below)
+        doc["item_code"] = ITEMS[int(doc["case_id"][1:]) * 5 % len(ITEMS)]
         ev = decode_event(json.dumps(doc))
         if not isinstance(ev, InvalidEvent):
             events.append(ev)
@@ -126,6 +129,15 @@ def test_contradictory_repeat_of_an_event_id_is_noted_and_changes_nothing() -> N
     out = run_events(ENGINE, [first, other])
     assert [n.kind for n in out.notes] == ["duplicate_event"]
     assert out.states["c"].d.completed_t is None
+
+
+def test_contradictory_intake_resolves_by_rank_not_arrival() -> None:
+    """Two acceptances naming different items at one instant: the earlier event id wins, either way round."""
+    base = {"event_type": "accepted", "case_id": "c", "source": "s", "occurred_at": "2026-11-02T10:00:00+08:00"}
+    a = decode_event(json.dumps({**base, "event_id": "a", "item_code": ITEMS[0]}))
+    b = decode_event(json.dumps({**base, "event_id": "b", "item_code": ITEMS[1]}))
+    for order in ([a, b], [b, a]):
+        assert run_events(ENGINE, order).states["c"].info.item_code == ITEMS[0]
 
 
 def test_zz_report_inputs_tried() -> None:
