@@ -42,7 +42,8 @@ class PauseView:
         self.open_from = open_from
 
 
-_NO_PAUSE = PauseView(frozenset(), None)
+_EMPTY: frozenset[date] = frozenset()
+_NO_PAUSE = PauseView(_EMPTY, None)
 
 
 def pause_view(d: Derived, kinds: tuple[str, ...] = ("supplement", "suspension")) -> PauseView:
@@ -80,7 +81,7 @@ class Clock:
     def nth(self, day: date, n: int, pauses: PauseView = _NO_PAUSE) -> date | None:
         """WD#n after ``day`` skipping paused dates; None while an unfinished pause hides it."""
         if not pauses.dates:
-            result = self._nth(day, n, frozenset())
+            result = self._nth(day, n, _EMPTY)
         else:
             result = self._nth(day, n, pauses.dates)
         if pauses.open_from is not None and result > pauses.open_from:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 from rules import fees, procedure, quality, timeouts
 from rules.calendar import CalendarError, WorkCalendar
 from rules.catalog import Catalog, CatalogSet, load_catalog
-from rules.clock import Clock, china_date
+from rules.clock import Clock, china_date, end_of
 from rules.config import RuleConfig, load_rule_config
 from rules.context import CaseContext, Deadline
 from rules.facts import CaseFacts
@@ -229,14 +229,16 @@ class Engine:
         """Fire every deadline passed by ``now`` and cache the next one (recomputed after each event)."""
         pending: float | None = None
         due: list[Deadline] = []
-        for dl in (x for family in self._all_deadlines(state) for x in family):
-            if dl.satisfied is not None and dl.satisfied <= dl.at:
-                continue
-            if dl.at <= now:
-                if not state.has_fired(f"{dl.rule}|{dl.occurrence}"):
-                    due.append(dl)
-            elif pending is None or dl.at < pending:
-                pending = dl.at
+        for family in self._all_deadlines(state):
+            for dl in family:
+                at = dl.at
+                if dl.satisfied is not None and dl.satisfied <= at:
+                    continue
+                if at <= now:
+                    if not state.has_fired(f"{dl.rule}|{dl.occurrence}"):
+                        due.append(dl)
+                elif pending is None or at < pending:
+                    pending = at
         if due:
             due.sort(key=lambda x: (x.at, x.rule, x.occurrence))
             for dl in due:
@@ -256,14 +258,9 @@ class Engine:
         d, info = state.d, state.info
         cat = self._catalog_for(state)
         item = cat.item(info.item_code) if cat is not None else None
-        promised_due = statutory_due = None
-        for dl in self.deadlines(state):
-            if dl.rule == "TIMEOUT.PROMISED_OVERDUE":
-                promised_due = dl.at
-            elif dl.rule == "TIMEOUT.STATUTORY_OVERDUE":
-                statutory_due = dl.at
-            elif dl.rule == "PROCEDURE.ON_THE_SPOT_LATE":
-                promised_due = dl.at
+        promised_due, statutory_due = timeouts.due_instants(self._context(state, []))
+        if item is not None and item.kind == "on_the_spot" and d.accepted_t is not None:
+            promised_due = end_of(china_date(d.accepted_t))  # 即办件: the day it was accepted
         start = timeouts.clock_start(self._context(state, []))
         on_time = None
         if d.completed_t is not None:

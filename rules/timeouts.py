@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import date
 
-from rules.clock import china_date, end_of, pause_view, start_of
+from rules.clock import PauseView, china_date, end_of, pause_view, start_of
 from rules.context import CaseContext, Deadline, fmt_day, fmt_time
 from rules.registry import LAW
 
@@ -41,6 +41,50 @@ def warning_day_number(n: int, days_left: int, fraction: float) -> int:
     return min(n, max(1, min(by_left, by_share)))
 
 
+def promised_limit(ctx: CaseContext, s_day: date, pv: PauseView) -> tuple[int, float, float | None, int] | None:
+    """(N, overdue instant, warning instant, warning day number) of a 承诺件; None if unknown or 即办件."""
+    item = ctx.item
+    if item is None or item.kind != "promised":
+        return None
+    clock = ctx.clock
+    due_at = ctx.state.info.due_at
+    if due_at is not None:
+        due_day = china_date(due_at - 1)
+        n = clock.working_days_between(s_day, due_day)
+        offset = due_at - end_of(due_day)
+    else:
+        n = item.promised_days
+        offset = 0.0
+    n += ctx.d.extension_days
+    if n < 1:
+        return None
+    od = clock.nth(s_day, n, pv)
+    if od is None:
+        return None
+    cfg = ctx.config
+    k = warning_day_number(n, cfg.warning_days_left, cfg.warning_fraction)
+    wd = clock.nth(s_day, k, pv)
+    return n, end_of(od) + offset, start_of(wd) if wd is not None else None, k
+
+
+def statutory_limit(ctx: CaseContext, s_day: date, pv: PauseView) -> float | None:
+    """The instant the statutory limit (法定时限, plus an extension) runs out; None while a pause hides it."""
+    item = ctx.item
+    m = (item.statutory_days if item is not None else ctx.config.default_statutory_days) + ctx.d.extension_days
+    sd = ctx.clock.nth(s_day, m, pv)
+    return end_of(sd) if sd is not None else None
+
+
+def due_instants(ctx: CaseContext) -> tuple[float | None, float | None]:
+    """(promised, statutory) deadline instants as the facts stand, met or not — for case facts."""
+    start = clock_start(ctx)
+    if start is None:
+        return None, None
+    pv = pause_view(ctx.d)
+    promised = promised_limit(ctx, start[0], pv)
+    return (promised[1] if promised else None), statutory_limit(ctx, start[0], pv)
+
+
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     d = ctx.d
     cfg = ctx.config
@@ -53,9 +97,10 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
         if limit_day is not None:
             first_supplement = min((p.start for p in d.pauses if p.kind == "supplement"), default=None)
             i_at = end_of(limit_day)
+            i_ok = _min(d.accepted_t, first_supplement, terminal)
+        if limit_day is not None and (i_ok is None or i_ok > i_at):  # a deadline already met is not kept
             out.append(Deadline(
-                "TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at,
-                _min(d.accepted_t, first_supplement, terminal),
+                "TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at, i_ok,
                 lambda: (f"{ctx.item_label()}于{fmt_time(d.submitted_t)}收件，应在{cfg.intake_days}个工作日内"
                          f"（{fmt_day(i_at - 1)}前）作出是否受理的决定或一次性告知补正，逾期未处理。",
                          f"{LAW}第三十二条"),
@@ -69,48 +114,38 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     pv = pause_view(d)
     ext = d.extension_days
 
-    if item is not None and item.kind == "promised":
+    promised = promised_limit(ctx, s_day, pv)
+    if promised is not None:
+        n, p_at, w_at, k = promised
         due_at = ctx.state.info.due_at
-        if due_at is not None:
-            due_day = china_date(due_at - 1)
-            n = clock.working_days_between(s_day, due_day)
-            offset = due_at - end_of(due_day)
-            source = f"受理时公布的承诺办结时间{fmt_time(due_at)}"
-        else:
-            n = item.promised_days
-            offset = 0.0
-            source = f"承诺时限{n}个工作日"
-        if ext:
-            source += f"，延期{ext}个工作日"
-        n += ext
-        if n >= 1:
-            od = clock.nth(s_day, n, pv)
-            if od is not None:
-                p_at = end_of(od) + offset
-                basis = ctx.catalog_basis(source)
-                out.append(Deadline(
-                    "TIMEOUT.PROMISED_OVERDUE", "TIMEOUT.PROMISED_OVERDUE", p_at, terminal,
-                    lambda: (f"{ctx.item_label()}{source}，应于{fmt_time(p_at)}前办结，逾期未办结。", basis),
-                ))
-                k = warning_day_number(n, cfg.warning_days_left, cfg.warning_fraction)
-                wd = clock.nth(s_day, k, pv)
-                if wd is not None:
-                    w_at = start_of(wd)
-                    left = n - k + 1
-                    out.append(Deadline(
-                        "TIMEOUT.PROMISED_WARNING", "TIMEOUT.PROMISED_WARNING", w_at, terminal,
-                        lambda: (f"{ctx.item_label()}{source}，截至{fmt_day(w_at)}仅剩{left}个工作日，"
-                                 f"须于{fmt_time(p_at)}前办结。", basis),
-                    ))
+
+        def source() -> str:  # built only when a finding fires: formatting is the costly part
+            text = (f"受理时公布的承诺办结时间{fmt_time(due_at)}" if due_at is not None
+                    else f"承诺时限{item.promised_days}个工作日")  # type: ignore[union-attr]
+            return text + (f"，延期{ext}个工作日" if ext else "")
+
+        if terminal is None or terminal > p_at:
+            out.append(Deadline(
+                "TIMEOUT.PROMISED_OVERDUE", "TIMEOUT.PROMISED_OVERDUE", p_at, terminal,
+                lambda: (f"{ctx.item_label()}{source()}，应于{fmt_time(p_at)}前办结，逾期未办结。",
+                         ctx.catalog_basis(source())),
+            ))
+        if w_at is not None and (terminal is None or terminal > w_at):
+            left = n - k + 1
+            out.append(Deadline(
+                "TIMEOUT.PROMISED_WARNING", "TIMEOUT.PROMISED_WARNING", w_at, terminal,
+                lambda: (f"{ctx.item_label()}{source()}，截至{fmt_day(w_at)}仅剩{left}个工作日，"  # type: ignore[arg-type]
+                         f"须于{fmt_time(p_at)}前办结。", ctx.catalog_basis(source())),
+            ))
 
     m = (item.statutory_days if item is not None else cfg.default_statutory_days) + ext
-    sd = clock.nth(s_day, m, pv)
-    if sd is not None:
-        st_at = end_of(sd)
+    st_at = statutory_limit(ctx, s_day, pv)
+    st_ok = _min(terminal, d.decided_t)
+    if st_at is not None and (st_ok is None or st_ok > st_at):
         out.append(Deadline(
-            "TIMEOUT.STATUTORY_OVERDUE", "TIMEOUT.STATUTORY_OVERDUE", st_at, _min(terminal, d.decided_t),
+            "TIMEOUT.STATUTORY_OVERDUE", "TIMEOUT.STATUTORY_OVERDUE", st_at, st_ok,
             lambda: (f"{ctx.item_label()}法定时限{m - ext}个工作日" + (f"（含延期{ext}个工作日）" if ext else "")
-                     + f"，应于{fmt_time(st_at)}前作出决定，逾期未决定。",
+                     + f"，应于{fmt_time(st_at)}前作出决定，逾期未决定。",  # type: ignore[arg-type]
                      f"{LAW}第四十二条" + ("、第四十五条" if d.pauses else "")),
         ))
 

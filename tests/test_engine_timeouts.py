@@ -142,3 +142,16 @@ def test_state_round_trips_and_stays_small() -> None:
     raw = encode_state(st)
     assert decode_state(raw) == st
     assert len(raw) < 600
+
+
+def test_case_facts_keep_deadlines_after_completion() -> None:
+    eng = engine()
+    st = None
+    for ev in CaseScript().accepted_on("2026-09-18 10:00").e("completed", "2026-09-28 10:00").events:
+        st = eng.apply(st, ev).state
+    assert st is not None
+    facts = eng.facts(st)
+    assert facts.status == "completed" and facts.on_time is False
+    assert facts.promised_due_at is not None
+    assert facts.promised_due_at.isoformat() == "2026-09-24T16:00:00+00:00"  # end of 09-24, China time
+    assert facts.statutory_due_at is not None
