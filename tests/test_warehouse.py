@@ -25,6 +25,7 @@ from rules.findings import Finding, Note, finding_id
 from schemas.events import CHINA_TZ, EVENT_TYPES
 from tests.warehouse_servers import clickhouse_server  # noqa: F401 - session fixture
 from warehouse import Sink, WarehouseError, open_warehouse
+from warehouse.base import migration_files
 from warehouse.reads import (
     case_history,
     cases_overdue_now,
@@ -37,6 +38,8 @@ from warehouse.synthetic import Synthetic, feed, generate
 from warehouse.tables import TABLES
 
 _db = itertools.count()
+MIGRATIONS = [name for name, _, _ in migration_files()]
+assert MIGRATIONS[:2] == ["0001_base_tables", "0002_daily_aggregates"]
 
 
 @pytest.fixture(params=["chdb", pytest.param("server", marks=pytest.mark.server)])
@@ -46,7 +49,7 @@ def wh(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     else:
         url = request.getfixturevalue("clickhouse_server")
         w = open_warehouse(f"{url}/esup_t{os.getpid()}_{next(_db)}")
-    assert w.migrate() == ["0001_base_tables", "0002_daily_aggregates"]
+    assert w.migrate() == MIGRATIONS
     yield w
     w.close()
 
@@ -199,12 +202,18 @@ class _Recorder:
     def __init__(self, inner: Any) -> None:
         self.inner, self.parts = inner, []
 
+    def __getattr__(self, name: str) -> Any:  # query, prepare_events, dialect …
+        return getattr(self.inner, name)
+
     def prepare(self, table: str, columns: dict[str, list[Any]]) -> Any:
         return self.inner.prepare(table, columns)
 
     def write(self, prepared: Any) -> None:
         self.inner.write(prepared)
         self.parts.append(prepared)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.inner.query(sql, params)  # the sink reads the tails of the hash chains
 
 
 def test_retried_batches_and_replayed_streams_change_nothing(wh: Any, syn: Synthetic) -> None:
@@ -245,6 +254,9 @@ def test_a_failed_write_is_kept_and_written_once_later(wh: Any, syn: Synthetic) 
     class Flaky:
         def __init__(self, inner: Any) -> None:
             self.inner, self.failures = inner, 1
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
 
         def prepare(self, table: str, columns: dict[str, list[Any]]) -> Any:
             return self.inner.prepare(table, columns)

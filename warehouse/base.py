@@ -77,6 +77,16 @@ class BaseWarehouse:
     def insert_columns(self, table: str, columns: dict[str, list[Any]]) -> None:
         self.write(self.prepare(table, columns))
 
+    def prepare_events(self, items: list[tuple[Any, bytes, datetime]]) -> list[Any]:
+        """Lines (event or InvalidEvent, raw bytes, received_at) -> batches for ``events``.
+
+        A backend may override this with a faster path (chDB does); the result must be the same rows.
+        """
+        from warehouse.rows import event_columns
+
+        prepared = self.prepare("events", event_columns(items))
+        return [prepared] if prepared is not None else []
+
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 

@@ -18,8 +18,10 @@ engine's threads and locks; we refuse use from a forked child with a clear error
 from __future__ import annotations
 
 import fcntl
+import operator
 import os
 import threading
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.events import EVENT_TYPES, encode_event
 from warehouse.base import BaseWarehouse, WarehouseError, WarehouseLocked, columns_of, default_column
+from warehouse.rows import event_columns
 from warehouse.sql import MODERN, bind
 
 DATABASE = "esup"
@@ -37,6 +41,7 @@ _TS = pa.timestamp("ms", tz="UTC")
 _TS_US = pa.timestamp("us", tz="UTC")
 _DEC = pa.decimal128(18, 4)
 _INTS = {"u8": pa.uint8(), "nu8": pa.uint8(), "u16": pa.uint16(), "u32": pa.uint32(), "u64": pa.uint64()}
+_TAGS = {cls: tag for tag, cls in EVENT_TYPES.items()}
 _registry_lock = threading.Lock()
 _open: dict[Path, list[Any]] = {}  # path -> [session, refcount, io lock]
 
@@ -176,6 +181,21 @@ def _times(name: str, values: list[Any]) -> pa.Array:
     return pc.cast(pc.cast(text, _TS_US), _TS, safe=False)
 
 
+Prepared = tuple[str, pa.Table, str]  # table, batch, "(columns) SELECT … FROM Python(_esup_batch)"
+_first, _second = operator.itemgetter(1), operator.itemgetter(2)  # raw bytes, received_at of an item
+_TIME_WITH_OFFSET = "'(Z|[+-][0-9][0-9]:[0-9][0-9](:[0-9][0-9])?)$'"
+_EVENTS_FROM_JSON = f"""(case_id, occurred_at, event_id, event_type, source, recorded_at, received_at, officer_id,
+ level, valid, error, position, raw)
+SELECT t.1, parseDateTime64BestEffort(t.2, 3, 'UTC'), t.3, t.4, t.5, parseDateTime64BestEffortOrNull(t.6, 3, 'UTC'),
+       received_at, ifNull(t.7, ''), t.8, 1, '', 0, raw
+FROM (SELECT JSONExtract(canon, 'Tuple(case_id String, occurred_at String, event_id String, event_type String,
+        source String, recorded_at Nullable(String), officer_id Nullable(String), level UInt8)') AS t,
+        received_at, raw
+      FROM Python(_esup_batch))
+WHERE throwIf(NOT match(t.2, {_TIME_WITH_OFFSET}) OR NOT match(ifNull(t.6, 'Z'), {_TIME_WITH_OFFSET}),
+              'an event time without UTC offset reached the warehouse; pass aware datetimes') = 0"""
+
+
 def _aware_rows(table: pa.Table) -> list[dict[str, Any]]:
     """Rows as dicts; a time column without a zone (an expression result) is UTC in chDB, say so."""
     for i, field in enumerate(table.schema):
@@ -234,7 +254,7 @@ class ChdbWarehouse(BaseWarehouse):
                 raise WarehouseError(f"chDB: {exc}") from exc
         return _aware_rows(result)
 
-    def prepare(self, table: str, columns: dict[str, list[Any]]) -> tuple[str, pa.Table] | None:
+    def prepare(self, table: str, columns: dict[str, list[Any]]) -> Prepared | None:
         """Columns of Python values -> an Arrow table ready to write (the GIL-bound half of an insert)."""
         spec = columns_of(table)
         n = len(next(iter(columns.values()))) if columns else 0
@@ -248,18 +268,49 @@ class ChdbWarehouse(BaseWarehouse):
             elif len(values) != n:
                 raise ValueError(f"{table}.{name}: {len(values)} values, expected {n}")
             arrays[name] = _arrow(name, kind, values)
-        return table, pa.table(arrays)
+        names = ", ".join(arrays)
+        return table, pa.table(arrays), f"({names}) SELECT {names} FROM Python(_esup_batch)"
 
-    def write(self, prepared: tuple[str, pa.Table] | None) -> None:
+    def prepare_events(self, items: list[tuple[Any, bytes, datetime]]) -> list[Prepared]:
+        """Lines -> batches for ``events``; valid events take the fast path.
+
+        Python hands chDB, per valid event, only its canonical JSON (msgspec, in C), the raw bytes and
+        ``received_at``; chDB extracts the columns on the writer thread, where the GIL is free. The
+        canonical JSON is the validated event itself, re-encoded, never the raw line, so the stored
+        columns are exactly what the engine saw (a time fixed by ``naive_tz``, a duplicated key in the
+        line …). Invalid lines, rare, take the column path.
+        """
+        evs = [it[0] for it in items]
+        try:
+            for _ in map(_TAGS.__getitem__, map(type, evs)):
+                pass
+            valid, invalid = items, []
+        except KeyError:
+            valid = [it for it in items if type(it[0]) in _TAGS]
+            invalid = [it for it in items if type(it[0]) not in _TAGS]
+            evs = [it[0] for it in valid]
+        out: list[Prepared] = []
+        if valid:
+            batch = pa.table({
+                "canon": pa.array(list(map(encode_event, evs)), pa.binary()),
+                "received_at": _times("received_at", list(map(_second, valid))),
+                "raw": _arrow("raw", "bytes", list(map(_first, valid))),
+            })
+            out.append(("events", batch, _EVENTS_FROM_JSON))
+        if invalid:
+            prepared = self.prepare("events", event_columns(invalid))
+            if prepared is not None:
+                out.append(prepared)
+        return out
+
+    def write(self, prepared: Prepared | None) -> None:
         """Store a prepared batch (the engine's half: chDB releases the GIL while it works)."""
         if prepared is None:
             return
-        table, _esup_batch = prepared  # read by name by chDB's Python() table function
-        names = ", ".join(_esup_batch.column_names)
+        table, _esup_batch, source = prepared  # the batch is read by name by chDB's Python() table function
         # optimize_on_insert=0: do not de-duplicate inside the inserted block (a third of the insert's
         # CPU); duplicates collapse at merge time and every read uses FINAL or uniqExact anyway.
-        sql = (f"INSERT INTO {DATABASE}.{table} ({names}) SELECT {names} FROM Python(_esup_batch) "
-               "SETTINGS optimize_on_insert = 0")
+        sql = f"INSERT INTO {DATABASE}.{table} {source} SETTINGS optimize_on_insert = 0"
         session = self._session()
         with self._entry[2]:
             try:

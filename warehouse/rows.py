@@ -153,6 +153,18 @@ def event_columns(items: Sequence[tuple[Any, bytes, datetime]]) -> dict[str, lis
     return cols
 
 
+def chain_items(items: Sequence[tuple[Any, bytes, datetime]]) -> list[tuple[str, str, bytes]]:
+    """(case_id, event_id, raw) of each line, as ``events`` files it (invalid lines as far as readable)."""
+    out = []
+    for ev, raw, received in items:
+        if type(ev) in _TAGS:
+            out.append((ev.case_id, ev.event_id, raw))
+        else:
+            row = _invalid_row(ev, raw, received)
+            out.append((row[0], row[2], raw))
+    return out
+
+
 # -------------------------------------------------------------------------------------------- facts
 
 
