@@ -19,6 +19,11 @@ know in time, and an audit replay shows the difference.
 
 ``clock`` may also name an offset from the wall clock (``wall+86400``) or a frozen instant (an ISO
 8601 time): for demonstrations and tests on historical data.
+
+The wall clock is read once, when the worker starts, and carried forward by the monotonic clock. An
+NTP step (or an operator setting the date) while the worker runs would otherwise move every case's
+clock at once: a step forward would fire deadlines early, a step back would hold them. A restarted
+worker takes the corrected time.
 """
 
 from __future__ import annotations
@@ -34,13 +39,13 @@ def parse_clock(spec: str) -> Callable[[], float]:
     """``wall`` | ``wall+SECONDS`` | ``wall-SECONDS`` | ISO 8601 instant with offset -> now() in epoch seconds."""
     s = spec.strip()
     if s == "wall":
-        return time.time
+        return _anchored(0.0)
     if s.startswith(("wall+", "wall-")):
         try:
             offset = float(s[4:])
         except ValueError:
             raise ValueError(f"clock {spec!r}: expected wall+SECONDS or wall-SECONDS") from None
-        return lambda: time.time() + offset
+        return _anchored(offset)
     try:
         at = datetime.fromisoformat(s)
     except ValueError:
@@ -49,6 +54,12 @@ def parse_clock(spec: str) -> Callable[[], float]:
         raise ValueError(f"clock {spec!r}: an instant needs its UTC offset, e.g. +08:00")
     frozen = at.timestamp()
     return lambda: frozen
+
+
+def _anchored(offset: float) -> Callable[[], float]:
+    """The wall clock at this moment plus ``offset``, advanced by the monotonic clock from here on."""
+    wall0, mono0 = time.time() + offset, time.monotonic()
+    return lambda: wall0 + (time.monotonic() - mono0)
 
 
 class PartitionClocks:
