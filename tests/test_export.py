@@ -416,7 +416,8 @@ def test_sheet_layout(workbook: Any) -> None:
         assert workbook[name].freeze_panes == "E2"
     d = workbook["超时明细"]
     hdr = [c.value for c in d[1]]
-    assert d.cell(row=2, column=hdr.index("受理时间") + 1).number_format == "yyyy-mm-dd hh:mm:ss"
+    accepted = d.cell(row=2, column=hdr.index("受理时间") + 1)
+    assert accepted.is_date and accepted.number_format == "yyyy-mm-dd h:mm:ss"
 
 
 def test_ranking_rows_for_printing() -> None:
