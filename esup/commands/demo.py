@@ -8,6 +8,7 @@ what it found, read back from the warehouse.
 from __future__ import annotations
 
 import shutil
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Not a terminal (make demo piped, CI logs): rich would fold tables to 80 columns and hide names.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def demo_command(
@@ -104,12 +106,16 @@ def _alerts(wh, findings, outbox: Path, now: datetime) -> None:
 
 
 def _export(wh, month: str, out: Path) -> None:
-    try:
-        from reports.demo import export_and_rank
-    except ImportError:
-        console.print("[yellow]月度考核导出尚未提供[/]")
-        return
-    export_and_rank(wh, month, out, console)
+    from esup.commands.export import ranking_table
+    from reports.monthly import ranking_rows, write_csv, write_xlsx
+    from reports.source import monthly_report
+
+    report = monthly_report(wh, month, generated_by="esup demo", source="demo")
+    xlsx = write_xlsx(report, out / f"月度考核-{month}.xlsx")
+    csv_dir = write_csv(report, out / f"月度考核-{month}-csv")
+    console.print(ranking_table(ranking_rows(report, "window"), f"{month} 窗口排名（三优三差）"))
+    console.print(ranking_table(ranking_rows(report, "department"), f"{month} 部门排名", windows=False))
+    console.print(f"考核表：{xlsx}；CSV：{csv_dir}")
 
 
 def register(app: typer.Typer) -> None:
