@@ -137,11 +137,13 @@ def test_storage_order_and_bucket_size_change_nothing(month: dict[str, Any]) -> 
     data2 = month["tmp"] / "data-shuffled"
     execute(str(shuffled), store=str(data2), report_invalid=False)
 
-    a, b, c = (month["tmp"] / f"findings-{n}.jsonl" for n in "abc")
+    a, b, c, d = (month["tmp"] / f"findings-{n}.jsonl" for n in "abcd")
     first = _replay(month, findings_out=a)
     second = _replay(month, data_dir=data2, findings_out=b)
     third = _replay(month, data_dir=data2, findings_out=c, bucket_events=1500, no_store=True)
-    assert a.read_bytes() == b.read_bytes() == c.read_bytes()
+    fourth = _replay(month, data_dir=data2, findings_out=d, bucket_events=2500, workers=2, run_id="audit-pool")
+    assert a.read_bytes() == b.read_bytes() == c.read_bytes() == d.read_bytes()
+    assert fourth["result"].workers == 2 and fourth["diff"] is None
     assert len(a.read_bytes().splitlines()) == len(month["live"])
     assert first["plan"].run_id == second["plan"].run_id  # same question, same run id
     assert len(third["plan"].buckets) > 5

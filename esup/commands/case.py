@@ -135,7 +135,7 @@ def gather_history(wh: Any, case_id: str, *, at: datetime | None = None, catalog
                             for f in case_history(wh, case_id, run)["findings"])
     engines = engines_for(CatalogChoice(), catalogs_dir, rules_config)
     naive = naive_tz_from(engines.config.naive_timezone)
-    valid_rows = [(case_id, e["raw"].decode("utf-8", "replace")) for e in h["events"] if e["valid"]]
+    valid_rows = [e["raw"] for e in h["events"] if e["valid"]]
     events, _ = order_events(valid_rows, naive)
     recorded = (h["facts"] or {}).get("catalog_version")
     clock: dict[str, Any] = {}

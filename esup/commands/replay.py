@@ -80,7 +80,8 @@ def execute_replay(*, data_dir: Path | None = None, clickhouse_url: str | None =
                    catalogs_dir: Path | None = None, rules_config: Path | None = None, until: Any = None,
                    run_id: str | None = None, resume: str | None = None, diff: bool = False,
                    findings_out: Path | None = None, no_store: bool = False, state: Path | None = None,
-                   bucket_events: int | None = None, show_progress: bool = True) -> dict[str, Any]:
+                   bucket_events: int | None = None, show_progress: bool = True, workers: int = 1,
+                   ) -> dict[str, Any]:
     """The replay as a function (the command and the tests call it): plan or resume, run, store, diff.
 
     Returns the plan, the result, the diff (when asked) and the figures printed by the command.
@@ -181,11 +182,12 @@ def execute_replay(*, data_dir: Path | None = None, clickhouse_url: str | None =
             with progress:
                 task = progress.add_task(plan.run_id, total=todo)
                 result = run_replay(source, plan, engines, selected, sink=sink,
-                                    checkpoint=None if no_store else cp,
+                                    checkpoint=None if no_store else cp, workers=workers,
                                     progress=lambda n: progress.update(task, completed=n))
                 progress.update(task, completed=result.events, total=max(result.events, 1))
         else:
-            result = run_replay(source, plan, engines, selected, sink=sink, checkpoint=None if no_store else cp)
+            result = run_replay(source, plan, engines, selected, sink=sink, checkpoint=None if no_store else cp,
+                                workers=workers)
         if sink is not None:
             sink.close()
             sink = None
@@ -241,7 +243,8 @@ def _plan_json(out: dict[str, Any]) -> dict[str, Any]:
         "by_rule": {f"{r}/{s}": n for (r, s), n in sorted(_by_rule(out["findings"]).items())},
         "catalog_versions": dict(sorted(result.catalog_versions.items())),
         "recorded_versions_missing": dict(sorted(result.missing_versions.items())),
-        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()}, "wall_seconds": round(result.wall, 3),
+        "workers": result.workers,
         "stored_in": out["stored_in"],
     }
     if out["diff"] is not None:
@@ -315,6 +318,7 @@ def replay_command(
                                                        help="ClickHouse 服务器地址（clickhouse://…）")] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="不把重放发现写入数据仓库")] = False,
     state: Annotated[Path | None, typer.Option("--state-dir", help="断点文件目录（默认 数据目录/replay-runs）")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="引擎工作进程数（分桶相互独立，结果与 1 相同）")] = 1,
     bucket_events: Annotated[int | None, typer.Option("--bucket-events", hidden=True)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="以 JSON 输出")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
@@ -329,7 +333,7 @@ def replay_command(
             day_to=_day(day_to, "--to"), cases=case, department=department, catalog=catalog,
             catalog_as_of=catalog_as_of, catalogs_dir=catalogs_dir, rules_config=rules_config,
             until=parse_instant(until), run_id=run_id, resume=resume, diff=diff, findings_out=findings_out,
-            no_store=no_store, state=state, bucket_events=bucket_events, show_progress=not quiet)
+            no_store=no_store, state=state, bucket_events=bucket_events, show_progress=not quiet, workers=workers)
     except ReplayInterrupted as exc:
         console.print(f"[yellow]已中断[/] {exc}；已完成的分桶已存储。继续：esup replay --resume {exc.run_id}")
         raise typer.Exit(130) from None
@@ -346,8 +350,10 @@ def replay_command(
     rate = f"，{result.events / secs:,.0f} 事件/秒" if secs > 0 and result.events else ""
     earlier = f"（另有 {result.skipped_buckets} 个分桶在此前的会话中完成）" if result.skipped_buckets else ""
     c.print(f"办件 {plan.selected_cases} 件，分 {len(plan.buckets)} 个分桶{earlier}；本次重放事件 {result.events} 条，"
-            f"用时 {secs:.1f} 秒{rate}（读取 {result.seconds['read']:.1f}，引擎 {result.seconds['engine']:.1f}，"
-            f"写入 {result.seconds['write']:.1f}）", highlight=False)
+            f"用时 {secs:.1f} 秒{rate}（读取 {result.seconds['read']:.1f}，解码 {result.seconds['decode']:.1f}，"
+            f"引擎 {result.seconds['engine']:.1f}，写入 {result.seconds['write']:.1f}"
+            f"{'；解码与引擎为 ' + str(result.workers) + ' 个进程合计' if result.workers > 1 else ''}）",
+            highlight=False)
     if result.undecodable:
         c.print(f"[yellow]{result.undecodable} 行已存为有效但现在无法解码，未参与重放[/]")
     if result.missing_versions:
