@@ -423,8 +423,10 @@ class WarehouseSource:
         params: dict[str, Any] = {}
         case_filter = ""
         if sel.cases:
-            case_filter = "AND has({cases:Array(String)}, case_id)"
+            case_filter = ("AND case_id >= {first:String} AND case_id <= {last:String} "
+                           "AND has({cases:Array(String)}, case_id)")
             params["cases"] = sorted(set(sel.cases))
+            params["first"], params["last"] = params["cases"][0], params["cases"][-1]
         having: list[str] = []
         start, end = sel.bounds()
         if start is not None:
@@ -476,9 +478,11 @@ class WarehouseSource:
         out: dict[str, str] = {}
         ids = sorted(set(case_ids))
         for i in range(0, len(ids), BUCKET_IDS):
+            part = ids[i:i + BUCKET_IDS]
             rows = self.wh.query(
                 "SELECT case_id, argMax(catalog_version, version) AS v FROM case_facts "
-                "WHERE has({ids:Array(String)}, case_id) GROUP BY case_id", {"ids": ids[i:i + BUCKET_IDS]})
+                "WHERE case_id >= {lo:String} AND case_id <= {hi:String} AND has({ids:Array(String)}, case_id) "
+                "GROUP BY case_id", {"ids": part, "lo": part[0], "hi": part[-1]})
             out.update({r["case_id"]: r["v"] for r in rows if r["v"]})
         return out
 
@@ -487,10 +491,12 @@ class WarehouseSource:
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         ids = sorted(set(case_ids))
         for i in range(0, len(ids), BUCKET_IDS):
+            part = ids[i:i + BUCKET_IDS]  # sorted: the range lets the primary key skip the rest of the table
             rows = self.wh.query(
                 "SELECT case_id, event_id, event_type, occurred_at, recorded_at, received_at, valid, "
-                "cityHash64(raw) AS raw_hash FROM events WHERE has({ids:Array(String)}, case_id) "
-                "ORDER BY case_id, occurred_at, event_id, raw_hash", {"ids": ids[i:i + BUCKET_IDS]})
+                "cityHash64(raw) AS raw_hash FROM events WHERE case_id >= {lo:String} AND case_id <= {hi:String} "
+                "AND has({ids:Array(String)}, case_id) ORDER BY case_id, occurred_at, event_id, raw_hash",
+                {"ids": part, "lo": part[0], "hi": part[-1]})
             for r in rows:
                 r["valid"] = bool(r["valid"])
                 out[r.pop("case_id")].append(r)

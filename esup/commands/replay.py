@@ -39,7 +39,7 @@ class _Speed(ProgressColumn):
     """Events per second over rich's sliding window."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.finished_speed or task.speed or (task.completed / task.elapsed if task.elapsed else None)
         return Text(f"{speed:,.0f} 事件/秒" if speed else "-- 事件/秒", style="cyan")
 
 
@@ -336,6 +336,9 @@ def replay_command(
             no_store=no_store, state=state, bucket_events=bucket_events, show_progress=not quiet, workers=workers)
     except ReplayInterrupted as exc:
         console.print(f"[yellow]已中断[/] {exc}；已完成的分桶已存储。继续：esup replay --resume {exc.run_id}")
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]已中断[/]（重放尚未开始处理分桶）")
         raise typer.Exit(130) from None
     except (ReplayError, WarehouseError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
