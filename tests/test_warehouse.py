@@ -212,9 +212,6 @@ class _Recorder:
         self.inner.write(prepared)
         self.parts.append(prepared)
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self.inner.query(sql, params)  # the sink reads the tails of the hash chains
-
 
 def test_retried_batches_and_replayed_streams_change_nothing(wh: Any, syn: Synthetic) -> None:
     rec = _Recorder(wh)

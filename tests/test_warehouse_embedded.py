@@ -14,7 +14,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,91 @@ def test_ci_treats_a_missing_server_as_a_failure(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("CI")
     action, reason = absent_server_action()
     assert action == "skip" and "install-servers.sh" in reason
+
+
+# ------------------------------------------------------------------------- the chDB fast paths
+
+
+def _tricky_facts() -> list[Any]:
+    from decimal import Decimal
+
+    from rules.facts import CaseFacts
+
+    base = dict(status="completed", item_code="ZJ-001", item_name='名称 "引号" \\ 反斜杠\n换行', item_kind="promised",
+                department="住建局", window="住建窗口", region_code="330102", catalog_version="2026.11",
+                applicant_name="张三", applicant_id_number="11010519491231002X", applicant_phone="13812345678",
+                officers=("OFF-1", "办事员\t2"), submitted_at=datetime(2026, 3, 31, 23, 59, 59, 999999, tzinfo=CHINA_TZ),
+                accepted_at=datetime(2026, 3, 31, 16, 0, tzinfo=timezone(timedelta(hours=0))),
+                clock_start_at=datetime(1999, 12, 31, 19, 0, 0, 1000, tzinfo=timezone(timedelta(hours=-5))),
+                promised_due_at=None, statutory_due_at=datetime(2040, 1, 1, tzinfo=CHINA_TZ), decided_at=None,
+                outcome="approved", completed_at=datetime(2026, 4, 2, 10, 0, tzinfo=CHINA_TZ), delivered_at=None,
+                paused_working_days=3, supplement_count=2, extension_days=10, fee_assessed=Decimal("200.5"),
+                fee_paid=Decimal("0.0001"), fee_waived=Decimal(0), fee_refunded=Decimal("12345678.12"),
+                rating_level=None, complaint_count=1, on_time=False,
+                last_event_at=datetime(2026, 4, 2, 10, 0, tzinfo=CHINA_TZ))
+    plain = {k: None for k in ("item_code", "item_name", "item_kind", "department", "window", "region_code",
+                               "catalog_version", "applicant_name", "applicant_id_number", "applicant_phone",
+                               "submitted_at", "accepted_at", "clock_start_at", "statutory_due_at", "outcome",
+                               "completed_at", "on_time")}
+    return [CaseFacts(case_id="F-1", version=7, **base),
+            CaseFacts(case_id="F-2", version=1, **{**base, **plain, "officers": (), "on_time": True, "rating_level": 5})]
+
+
+def test_fast_paths_store_exactly_what_the_column_path_stores(tmp_path: Path) -> None:
+    """Events and facts go to chDB as JSON extracted by the engine; the rows must equal the plain path's."""
+    from warehouse.rows import event_columns, facts_columns
+
+    from schemas.events import Accepted, Applicant, Rated, StepCompleted, encode_event
+
+    syn = generate(3000, seed=3)
+    items = [s.item for s in syn.steps]
+    at = datetime(2026, 3, 9, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    tricky = [
+        StepCompleted(event_id='X-1 "event_id":"evil"', case_id='C "case_id":"evil" \\ 张\n', occurred_at=at,
+                      source="src\t\u0001", officer_id='O "officer_id":"x"', step='审查 "level":9, "source":"x"'),
+        Rated(event_id="X-2", case_id="C2", occurred_at=at, source="s", level=4, comment='"recorded_at":"x"'),
+        Accepted(event_id="X-3", case_id="C3", occurred_at=at, source="s", recorded_at=at + timedelta(days=400),
+                 applicant=Applicant(name='"case_id":"Z"', id_number="x"), due_at=at),
+    ]
+    items += [(e, encode_event(e), at) for e in tricky]
+    assert any(not hasattr(it[0], "case_id") for it in items)  # invalid lines are in there too
+    facts = _tricky_facts()
+    with open_warehouse(str(tmp_path / "data")) as wh:
+        wh.migrate()
+
+        def rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            ev = wh.query("SELECT *, raw_hash FROM events ORDER BY case_id, occurred_at, event_id, raw_hash")
+            fa = wh.query("SELECT * FROM case_facts ORDER BY case_id")
+            wh.execute("TRUNCATE TABLE events")
+            wh.execute("TRUNCATE TABLE case_facts")
+            return ev, fa
+
+        wh.insert_columns("events", event_columns(items))
+        wh.insert_columns("case_facts", facts_columns(facts))
+        plain = rows()
+        for part in wh.prepare_events(items):
+            wh.write(part)
+        wh.write(wh.prepare_facts(facts))
+        fast = rows()
+    assert len(plain[0]) == len(items) and len(plain[1]) == 2
+    assert fast[0] == plain[0]
+    assert fast[1] == plain[1]
+    assert plain[1][0]["fee_paid"] == Decimal("0.0001") and plain[1][0]["on_time"] == 0
+    assert plain[1][1]["on_time"] == 1 and plain[1][1]["submitted_at"] is None
+
+
+def test_fast_paths_refuse_naive_times(tmp_path: Path) -> None:
+    from schemas.events import Completed
+
+    naive = Completed(event_id="n1", case_id="N", occurred_at=datetime(2026, 3, 1, 8, 0), source="s")
+    with open_warehouse(str(tmp_path / "data")) as wh:
+        wh.migrate()
+        with pytest.raises(WarehouseError, match="without UTC offset"):
+            for part in wh.prepare_events([(naive, b"{}", datetime.now(CHINA_TZ))]):
+                wh.write(part)
+        bad = _tricky_facts()[0]
+        import msgspec
+
+        with pytest.raises(WarehouseError, match="without UTC offset"):
+            wh.write(wh.prepare_facts([msgspec.structs.replace(bad, decided_at=datetime(2026, 3, 1, 8, 0))]))
+        assert counts(wh)["events"] == 0 and counts(wh)["case_facts"] == 0

@@ -87,6 +87,12 @@ class BaseWarehouse:
         prepared = self.prepare("events", event_columns(items))
         return [prepared] if prepared is not None else []
 
+    def prepare_facts(self, facts: list[Any]) -> Any:
+        """Case facts -> a batch for ``case_facts`` (a backend may override with a faster path)."""
+        from warehouse.rows import facts_columns
+
+        return self.prepare("case_facts", facts_columns(facts)) if facts else None
+
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 

@@ -18,6 +18,7 @@ engine's threads and locks; we refuse use from a forked child with a clear error
 from __future__ import annotations
 
 import fcntl
+import itertools
 import operator
 import os
 import threading
@@ -31,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.events import EVENT_TYPES, encode_event
+from rules.facts import CaseFacts
+from schemas.events import EVENT_TYPES
 from warehouse.base import BaseWarehouse, WarehouseError, WarehouseLocked, columns_of, default_column
 from warehouse.rows import event_columns
 from warehouse.sql import MODERN, bind
@@ -182,18 +184,62 @@ def _times(name: str, values: list[Any]) -> pa.Array:
 
 
 Prepared = tuple[str, pa.Table, str]  # table, batch, "(columns) SELECT … FROM Python(_esup_batch)"
-_first, _second = operator.itemgetter(1), operator.itemgetter(2)  # raw bytes, received_at of an item
+_raw_of, _received_of, _event_of = operator.itemgetter(1), operator.itemgetter(2), operator.itemgetter(0)
+_EVENT_TYPES = frozenset(_TAGS)
 _TIME_WITH_OFFSET = "'(Z|[+-][0-9][0-9]:[0-9][0-9](:[0-9][0-9])?)$'"
+_JSON_TYPE = {"str": "Nullable(String)", "nstr": "Nullable(String)", "dt": "Nullable(String)",
+              "ndt": "Nullable(String)", "u8": "UInt64", "u16": "UInt64", "u32": "UInt64", "u64": "UInt64",
+              "nu8": "Nullable(UInt8)", "dec": "Nullable(String)", "strs": "Array(String)"}
+
+
+def _json_source(fields: list[tuple[str, str]], extra: list[tuple[str, str]]) -> str:
+    """INSERT source extracting ``fields`` from JSON objects in column ``canon`` (keys = column names).
+
+    One JSONExtract per row into a named tuple (one parse), times parsed from their RFC 3339 text
+    (with offset: a text without one is refused, never read in some zone), money from decimal text.
+    ``extra`` are (column, expression) pairs from the batch's other columns.
+    """
+    def expr(name: str, kind: str) -> str:
+        v = f"tupleElement(t, '{name}')"
+        return {"str": f"ifNull({v}, '')", "dt": f"parseDateTime64BestEffort(assumeNotNull({v}), 3, 'UTC')",
+                "ndt": f"parseDateTime64BestEffortOrNull({v}, 3, 'UTC')",
+                "dec": f"toDecimal64(ifNull({v}, '0'), 4)"}.get(kind, v)
+
+    tuple_type = ", ".join(f"`{name}` {_JSON_TYPE[kind]}" for name, kind in fields)
+    columns = ", ".join([name for name, _ in fields] + [name for name, _ in extra])
+    select = ", ".join([expr(name, kind) for name, kind in fields] + [e for _, e in extra])
+    times = [name for name, kind in fields if kind in ("dt", "ndt")]
+    naive = " OR ".join(f"NOT match(ifNull(tupleElement(t, '{n}'), 'Z'), {_TIME_WITH_OFFSET})" for n in times) or "0"
+    return (f"({columns}) SELECT {select} FROM (SELECT JSONExtract(canon, 'Tuple({tuple_type})') AS t, * "
+            f"FROM Python(_esup_batch)) WHERE throwIf({naive}, "
+            "'a time without UTC offset reached the warehouse; pass aware datetimes') = 0")
+
+
+# Events: the canonical JSON has no whitespace, no unknown keys (msgspec drops them), each key once at
+# the top level and none of these names nested, and omits None fields — so the plain scanners
+# (simpleJSON*) read it exactly, at a fraction of a full parse's cost.
 _EVENTS_FROM_JSON = f"""(case_id, occurred_at, event_id, event_type, source, recorded_at, received_at, officer_id,
  level, valid, error, position, raw)
-SELECT t.1, parseDateTime64BestEffort(t.2, 3, 'UTC'), t.3, t.4, t.5, parseDateTime64BestEffortOrNull(t.6, 3, 'UTC'),
-       received_at, ifNull(t.7, ''), t.8, 1, '', 0, raw
-FROM (SELECT JSONExtract(canon, 'Tuple(case_id String, occurred_at String, event_id String, event_type String,
-        source String, recorded_at Nullable(String), officer_id Nullable(String), level UInt8)') AS t,
-        received_at, raw
+SELECT simpleJSONExtractString(canon, 'case_id'), parseDateTime64BestEffort(occ, 3, 'UTC'),
+       simpleJSONExtractString(canon, 'event_id'), simpleJSONExtractString(canon, 'event_type'),
+       simpleJSONExtractString(canon, 'source'), if(rec = '', NULL, parseDateTime64BestEffort(rec, 3, 'UTC')),
+       received_at, simpleJSONExtractString(canon, 'officer_id'), simpleJSONExtractUInt(canon, 'level'),
+       1, '', 0, raw
+FROM (SELECT simpleJSONExtractString(canon, 'occurred_at') AS occ, simpleJSONExtractString(canon, 'recorded_at') AS rec,
+             canon, received_at, raw
       FROM Python(_esup_batch))
-WHERE throwIf(NOT match(t.2, {_TIME_WITH_OFFSET}) OR NOT match(ifNull(t.6, 'Z'), {_TIME_WITH_OFFSET}),
-              'an event time without UTC offset reached the warehouse; pass aware datetimes') = 0"""
+WHERE throwIf(NOT match(occ, {_TIME_WITH_OFFSET}) OR NOT (rec = '' OR match(rec, {_TIME_WITH_OFFSET})),
+              'a time without UTC offset reached the warehouse; pass aware datetimes') = 0"""
+_FACTS_FROM_JSON = _json_source(list(columns_of("case_facts")), [])
+_event_json = msgspec.json.Encoder(decimal_format="number")
+_facts_json = msgspec.json.Encoder(decimal_format="string")
+
+
+def _json_lines(encoder: msgspec.json.Encoder, objs: list[Any]) -> pa.Array:
+    """One JSON object per struct, as an Arrow column: msgspec writes them all in one C call and
+    Arrow cuts the lines (JSON escapes newlines inside strings, so a newline only ends an object)."""
+    blob = encoder.encode_lines(objs)
+    return pc.split_pattern(pa.array([blob], pa.large_binary()), b"\n").flatten().slice(0, len(objs))
 
 
 def _aware_rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -280,21 +326,21 @@ class ChdbWarehouse(BaseWarehouse):
         columns are exactly what the engine saw (a time fixed by ``naive_tz``, a duplicated key in the
         line …). Invalid lines, rare, take the column path.
         """
-        evs = [it[0] for it in items]
-        try:
-            for _ in map(_TAGS.__getitem__, map(type, evs)):
-                pass
-            valid, invalid = items, []
-        except KeyError:
-            valid = [it for it in items if type(it[0]) in _TAGS]
-            invalid = [it for it in items if type(it[0]) not in _TAGS]
-            evs = [it[0] for it in valid]
+        evs = list(map(_event_of, items))
+        if set(map(type, evs)) <= _EVENT_TYPES:
+            valid: list[tuple[Any, bytes, datetime]] = items
+            invalid: list[tuple[Any, bytes, datetime]] = []
+        else:
+            is_valid = list(map(_EVENT_TYPES.__contains__, map(type, evs)))
+            valid = list(itertools.compress(items, is_valid))
+            invalid = list(itertools.compress(items, map(operator.not_, is_valid)))
+            evs = list(itertools.compress(evs, is_valid))
         out: list[Prepared] = []
         if valid:
             batch = pa.table({
-                "canon": pa.array(list(map(encode_event, evs)), pa.binary()),
-                "received_at": _times("received_at", list(map(_second, valid))),
-                "raw": _arrow("raw", "bytes", list(map(_first, valid))),
+                "canon": _json_lines(_event_json, evs),
+                "received_at": _times("received_at", list(map(_received_of, valid))),
+                "raw": _arrow("raw", "bytes", list(map(_raw_of, valid))),
             })
             out.append(("events", batch, _EVENTS_FROM_JSON))
         if invalid:
@@ -302,6 +348,12 @@ class ChdbWarehouse(BaseWarehouse):
             if prepared is not None:
                 out.append(prepared)
         return out
+
+    def prepare_facts(self, facts: list[CaseFacts]) -> Prepared | None:
+        """Case facts -> a batch: their JSON (msgspec, in C), the columns extracted by chDB."""
+        if not facts:
+            return None
+        return "case_facts", pa.table({"canon": _json_lines(_facts_json, facts)}), _FACTS_FROM_JSON
 
     def write(self, prepared: Prepared | None) -> None:
         """Store a prepared batch (the engine's half: chDB releases the GIL while it works)."""

@@ -330,12 +330,12 @@ def generate(n_events: int, seed: int = 7, start: datetime | None = None, invali
                      finding_ids=finding_ids, notes=n_notes)
 
 
-def feed(sink: Any, steps: list[Step], chunk: int = 1000, run_id: str = "live") -> None:
-    """Hand steps to a sink the way a streaming driver does, a chunk of lines at a time: the lines,
-    then the latest facts of each case the chunk touched, then the chunk's findings and notes."""
+def chunks(steps: list[Step], chunk: int = 1000) -> list[tuple[list[Any], list[CaseFacts], list[Finding], list[Note]]]:
+    """What a streaming driver hands the sink per chunk of lines: the lines, the latest facts of each
+    case the chunk touched, the chunk's findings and its notes."""
+    out = []
     for i in range(0, len(steps), chunk):
         part = steps[i:i + chunk]
-        sink.add_events([s.item for s in part])
         latest: dict[str, CaseFacts] = {}
         for s in part:
             f = s.facts
@@ -343,11 +343,18 @@ def feed(sink: Any, steps: list[Step], chunk: int = 1000, run_id: str = "live") 
                 cur = latest.get(f.case_id)
                 if cur is None or f.version > cur.version:
                     latest[f.case_id] = f
-        sink.add_facts(list(latest.values()))
-        findings = [f for s in part for f in s.findings]
+        out.append(([s.item for s in part], list(latest.values()),
+                    [f for s in part for f in s.findings], [n for s in part for n in s.notes]))
+    return out
+
+
+def feed(sink: Any, steps: list[Step], chunk: int = 1000, run_id: str = "live") -> None:
+    """Hand steps to a sink the way a streaming driver does (see :func:`chunks`)."""
+    for items, facts, findings, notes in chunks(steps, chunk):
+        sink.add_events(items)
+        sink.add_facts(facts)
         if findings:
             sink.add_findings(findings, run_id=run_id)
-        notes = [n for s in part for n in s.notes]
         if notes:
             sink.add_notes(notes, run_id=run_id)
 
@@ -357,4 +364,4 @@ def to_jsonl(steps: list[Step]) -> bytes:
     return b"\n".join(s.item[1] for s in steps) + b"\n"
 
 
-__all__ = ["Step", "Synthetic", "feed", "generate", "to_jsonl"]
+__all__ = ["Step", "Synthetic", "chunks", "feed", "generate", "to_jsonl"]
