@@ -52,6 +52,9 @@ class Output:
                     retry_backoff_ms=200,
                 )
                 await producer.start()
+                # send_batch does not wait for metadata the way send does: load it for our topics now.
+                for topic in (self.changelog, self.topics.findings, self.topics.warehouse, self.topics.dlq):
+                    await producer.partitions_for(topic)
                 self._producer = producer
         return self._producer  # type: ignore[return-value]
 
@@ -98,8 +101,4 @@ class Output:
         return futs
 
     async def _warehouse_partitions(self, p: AIOKafkaProducer) -> int:
-        parts = p.client.cluster.partitions_for_topic(self.topics.warehouse)
-        if not parts:
-            await p.client.force_metadata_update()
-            parts = p.client.cluster.partitions_for_topic(self.topics.warehouse)
-        return len(parts) if parts else 0
+        return len(await p.partitions_for(self.topics.warehouse))

@@ -96,6 +96,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     producer_max_batch_bytes: int = 1024 * 1024
     table_store: str = "memory://"  # Faust table store; state is rebuilt from the changelog at start
 
+    # -- Python's cyclic garbage collector (see streams.app.tune_gc)
+    gc_threshold: int = 50_000  # allocations between young-generation collections (Python's default: 700)
+    gc_freeze_seconds: float = 2.0  # move survivors out of the collector's sight this often; 0: never
+
     def __post_init__(self) -> None:
         problems = []
         if self.partitions < 1:

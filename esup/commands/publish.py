@@ -72,7 +72,7 @@ def publish_lines(lines: BinaryIO, *, bootstrap: list[str], topic: str, rate: fl
 
 
 def publish_command(
-    file: Annotated[Path, typer.Argument(metavar="FILE.jsonl", help="事件文件（JSON Lines），- 表示标准输入")],
+    file: Annotated[Path | None, typer.Argument(metavar="FILE.jsonl", help="事件文件（JSON Lines），- 表示标准输入")] = None,
     broker: Annotated[str | None, typer.Option(help="Kafka 地址（$ESUP_BROKER）")] = None,
     topic: Annotated[str | None, typer.Option(help="目标主题（默认 case-events）")] = None,
     rate: Annotated[float | None, typer.Option(help="限速：每秒事件数")] = None,
@@ -81,8 +81,13 @@ def publish_command(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="worker 配置文件（主题与分区）")] = None,
     no_declare: Annotated[bool, typer.Option("--no-declare", help="不创建主题")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="以 JSON 输出结果")] = False,
+    serve: Annotated[str | None, typer.Option(
+        "--serve", metavar="HOST:PORT", help="改为启动 HTTP 接收服务：POST /events（JSON 或 JSON Lines）")] = None,
 ) -> None:
-    """把 JSON Lines 事件逐行发送到输入主题（键为办件编号，值为原始行；无效行由 worker 转入死信主题）。"""
+    """把 JSON Lines 事件逐行发送到输入主题（键为办件编号，值为原始行；无效行由 worker 转入死信主题）。
+
+    --serve 时改为运行 HTTP 接收服务：逐条校验，合格事件写入输入主题，不合格的逐条返回原因。
+    """
     from streams.settings import SettingsError, load_settings
     from streams.topics import TopicMismatch, declare_topics
 
@@ -98,6 +103,26 @@ def publish_command(
         except TopicMismatch as exc:
             console.print(f"[red]主题不一致[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+
+    if serve:
+        import logging
+
+        from streams.ingest_http import serve as serve_http
+
+        host, _, port = serve.rpartition(":")
+        if not port.isdigit():
+            console.print(f"[red]--serve 应为 HOST:PORT[/]，收到 {serve!r}", highlight=False)
+            raise typer.Exit(2)
+        logging.basicConfig(level="INFO", format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
+        console.print(f"HTTP 接收服务：http://{host or '0.0.0.0'}:{port}/events → {target}", highlight=False)
+        if target != settings.topics.events:
+            settings = msgspec.structs.replace(
+                settings, topics=msgspec.structs.replace(settings.topics, events=target))
+        serve_http(settings, host or "0.0.0.0", int(port))
+        return
+    if file is None:
+        console.print("[red]需要事件文件[/]（或 --serve HOST:PORT）", highlight=False)
+        raise typer.Exit(2)
 
     def progress(n: int) -> None:
         if not as_json and n % 10000 == 0:

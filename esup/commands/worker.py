@@ -84,10 +84,11 @@ def worker_command(
     import faust
 
     from streams import metrics
-    from streams.app import create_app
+    from streams.app import create_app, tune_gc
 
     metrics.serve(settings.metrics_port)
     app = create_app(settings)
+    tune_gc(settings)
     worker = faust.Worker(app, loglevel=level.lower() if level != "WARNING" else "warn", quiet=True)
     sys.argv = sys.argv[:1]  # Faust's worker does not read our options
     worker.execute_from_commandline()
