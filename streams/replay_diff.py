@@ -24,6 +24,9 @@ Reasons detected, most specific first:
 * ``recorded_after`` — (only when nothing above applies) events of the case recorded after the finding
   fired, which a live run could not have seen then.
 * ``unknown`` — none of the above: thresholds or the engine itself may differ between the runs.
+
+Finding texts in the JSON form are masked once more (ID and mobile numbers, labelled names): a replay
+that was not stored never went through the warehouse's scrubbing.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from alerting.masking import mask_text
 from rules.catalog import Item
 
 Kind = Literal["only_live", "only_replay", "changed"]
@@ -91,7 +95,7 @@ class DiffEntry:
                 return None
             return {"fired_at": _iso(row.get("fired_at")), "severity": row.get("severity"),
                     "catalog_version": row.get("catalog_version"), "deadline": _iso(row.get("deadline")),
-                    "event_id": row.get("event_id"), "message": row.get("message")}
+                    "event_id": row.get("event_id"), "message": mask_text(row.get("message") or "")}
 
         return {"kind": self.kind, "rule": self.rule, "case_id": self.case_id, "finding_id": self.finding_id,
                 "live": side(self.live), "replay": side(self.replay),
