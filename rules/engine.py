@@ -12,7 +12,7 @@ every case on every event would cost more than all the rules together); callers 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -74,13 +74,21 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
 _NO_INTAKE_OK = {"submitted", "accepted"}
 
 
-def _cache(state: CaseState) -> dict[str, list[Deadline]]:
-    """Per-family deadlines, kept on the state object but never serialised (rebuilt after decode)."""
-    cache = getattr(state, "_deadlines", None)
-    if cache is None:
-        cache = {}
-        state._deadlines = cache  # type: ignore[attr-defined]
-    return cache
+_FAMILY_RULES = tuple(_FAMILIES.values())
+_FAMILY_INDEX = {name: i for i, name in enumerate(_FAMILIES)}
+_TRIGGER_INDEXES = {typ: tuple(_FAMILY_INDEX[f] for f in fams) for typ, fams in _TRIGGERS.items()}
+_ALL_INDEXES = tuple(range(len(_FAMILIES)))
+
+
+def _pending(state: CaseState, deadlines: list[Deadline]) -> float | None:
+    """The earliest deadline of a family that may still fire (not met, not fired)."""
+    best: float | None = None
+    for dl in deadlines:
+        at = dl.at
+        if (dl.satisfied is None or dl.satisfied > at) and (best is None or at < best) \
+                and not state.has_fired(f"{dl.rule}|{dl.occurrence}"):
+            best = at
+    return best
 
 
 class Outcome(NamedTuple):
@@ -136,14 +144,14 @@ class Engine:
         if not rejudge and (not facts or (facts[-1].t, facts[-1].eid) <= (fact.t, fact.eid)):
             facts.append(fact)
             start = len(facts) - 1
-            changed = _TRIGGERS[fact.type]
+            changed = _TRIGGER_INDEXES[fact.type]
         else:
             start = bisect.bisect_right([(f.t, f.eid) for f in facts], (fact.t, fact.eid))
             facts.insert(start, fact)
             state.d = Derived()
             for f in facts[:start]:
                 fold(state.d, f)
-            changed = _ALL
+            changed = _ALL_INDEXES
 
         ctx = self._context(state, findings)
         for f in facts[start:]:
@@ -153,20 +161,32 @@ class Engine:
                                   message=problem))
             for rule in _EVENT_RULES.get(f.type, ()):
                 rule(ctx, f)
-            for rule in _ANY_RULES:
-                rule(ctx, f)
+            if f is fact:
+                # Rules on the event alone (补录: recorded_at) are judged once, on arrival; the recorded
+                # time is then dropped from the state, which keeps only what later judgements need.
+                for rule in _ANY_RULES:
+                    rule(ctx, f)
+                fact.rec = None
 
-        cache = _cache(state)
-        for family in changed:
+        # Only the families this event can move are recomputed; each keeps just its earliest pending
+        # instant (no closures or lists kept per case: state for 100,000 open cases must stay small).
+        dues = state.dues
+        if len(dues) != len(_FAMILY_RULES):
+            dues[:] = [None] * len(_FAMILY_RULES)
+            changed = _ALL_INDEXES
+        for i in changed:
             out: list[Deadline] = []
             try:
-                _FAMILIES[family](ctx, out)
+                _FAMILY_RULES[i](ctx, out)
             except CalendarError as exc:  # a date no calendar covers: say so, never crash the worker
                 notes.append(Note(kind="out_of_calendar", case_id=state.case_id, event_id=event.event_id,
-                                  message=f"{family} deadlines not computed: {exc}"))
+                                  message=f"deadlines not computed: {exc}"))
                 out = []
-            cache[family] = out
-        self._fire_due(state, state.now, findings, ctx)
+            dues[i] = _pending(state, out)
+        nd = min((x for x in dues if x is not None), default=None)
+        state.next_due = nd
+        if nd is not None and nd <= state.now:
+            self._fire_due(state, state.now, findings, ctx)
         return Outcome(state, findings, notes)
 
     def advance(self, state: CaseState, now: datetime | float) -> Outcome:
@@ -211,41 +231,48 @@ class Engine:
         return (info.item_code, info.catalog_version) != before and len(state.facts) > 0
 
     def deadlines(self, state: CaseState) -> list[Deadline]:
-        """Every clock deadline of the case as its facts stand (cached per family between events)."""
-        return [dl for family in self._all_deadlines(state) for dl in family]
-
-    def _all_deadlines(self, state: CaseState) -> Iterable[list[Deadline]]:
-        cache = _cache(state)
-        if len(cache) < len(_FAMILIES):
-            ctx = self._context(state, [])
-            for family, rule in _FAMILIES.items():
-                if family not in cache:
-                    out: list[Deadline] = []
-                    rule(ctx, out)
-                    cache[family] = out
-        return cache.values()
+        """Every clock deadline of the case as its facts stand (computed afresh)."""
+        ctx = self._context(state, [])
+        out: list[Deadline] = []
+        for rule in _FAMILY_RULES:
+            try:
+                rule(ctx, out)
+            except CalendarError:
+                continue
+        return out
 
     def _fire_due(self, state: CaseState, now: float, findings: list[Finding], ctx: CaseContext) -> None:
-        """Fire every deadline passed by ``now`` and cache the next one (recomputed after each event)."""
-        pending: float | None = None
+        """Fire every deadline passed by ``now``; recompute each family's next pending instant.
+
+        Reached only when something may be due, so recomputing every family here costs little overall.
+        """
+        dues = state.dues
+        if len(dues) != len(_FAMILY_RULES):
+            dues[:] = [None] * len(_FAMILY_RULES)
         due: list[Deadline] = []
-        for family in self._all_deadlines(state):
-            for dl in family:
-                at = dl.at
-                if dl.satisfied is not None and dl.satisfied <= at:
+        for i, rule in enumerate(_FAMILY_RULES):
+            out: list[Deadline] = []
+            try:
+                rule(ctx, out)
+            except CalendarError:
+                out = []
+            later: list[Deadline] = []
+            for dl in out:
+                if dl.satisfied is not None and dl.satisfied <= dl.at:
                     continue
-                if at <= now:
+                if dl.at <= now:
                     if not state.has_fired(f"{dl.rule}|{dl.occurrence}"):
                         due.append(dl)
-                elif pending is None or at < pending:
-                    pending = at
+                else:
+                    later.append(dl)
+            dues[i] = _pending(state, later)
         if due:
             due.sort(key=lambda x: (x.at, x.rule, x.occurrence))
             for dl in due:
                 message, basis = dl.render()
                 ctx.raise_finding(dl.rule, dl.occurrence, dl.at, message, basis, officer=dl.officer,
                                   deadline=dl.at)
-        state.next_due = pending
+        state.next_due = min((x for x in dues if x is not None), default=None)
 
     # -- facts for storage ---------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ facts, so rules always see the case as it happened in event time. One fold funct
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from sys import intern
+from types import MappingProxyType
 
 import msgspec
 
@@ -45,7 +48,7 @@ class Fact(msgspec.Struct, array_like=True, gc=False):
     s1: str | None = None  # step | procedure | fee_code | outcome | complaint_id
     s2: str | None = None  # channel | approval_ref
     num: Decimal | int | None = None  # amount | planned_days | extension days | rating level
-    rec: float | None = None  # recorded_at
+    rec: float | None = None  # recorded_at, until the event-only rules have judged it (then dropped)
 
 
 class Intake(msgspec.Struct, array_like=True):
@@ -85,6 +88,27 @@ class Pause(msgspec.Struct, array_like=True):
     planned_days: int | None = None
 
 
+class FeeLedger(msgspec.Struct, array_like=True):
+    assessed: dict[str, int] = {}  # fee code -> times assessed
+    assessed_first: dict[str, float] = {}  # fee code -> when first assessed
+    settled: dict[str, float] = {}  # fee code -> when first paid or waived
+    assessed_total: Decimal = ZERO
+    paid_total: Decimal = ZERO
+    waived_total: Decimal = ZERO
+    refunded_total: Decimal = ZERO
+    refunded_t: float | None = None  # when refunds first covered what was paid
+
+
+class QualityLog(msgspec.Struct, array_like=True):
+    ratings: list[tuple[float, str, int]] = []  # (t, eid, level)
+    rating_resolved: list[float] = []
+    complaints: list[tuple[float, str, str | None]] = []  # (t, eid, complaint_id)
+    complaint_resolved: list[tuple[float, str | None]] = []
+
+
+_NO_MAP: Mapping = MappingProxyType({})
+
+
 class Derived(msgspec.Struct, array_like=True):
     """What the facts folded so far imply. Rebuilt from facts whenever an event arrives out of order."""
 
@@ -105,19 +129,58 @@ class Derived(msgspec.Struct, array_like=True):
     extension_days: int = 0
     extension_count: int = 0
     steps: dict[str, tuple[float, str | None]] = {}  # first completion of each step: (t, officer)
-    assessed: dict[str, int] = {}  # fee code -> times assessed
-    assessed_first: dict[str, float] = {}  # fee code -> when first assessed
-    assessed_total: Decimal = ZERO
-    paid_total: Decimal = ZERO
-    waived_total: Decimal = ZERO
-    refunded_total: Decimal = ZERO
-    settled: dict[str, float] = {}  # fee code -> when first paid or waived
-    refunded_t: float | None = None  # when refunds first covered what was paid
-    ratings: list[tuple[float, str, int]] = []  # (t, eid, level)
-    rating_resolved: list[float] = []
-    complaints: list[tuple[float, str, str | None]] = []  # (t, eid, complaint_id)
-    complaint_resolved: list[tuple[float, str | None]] = []
+    fee: FeeLedger | None = None  # only for cases that saw a fee event (most items charge nothing)
+    quality: QualityLog | None = None  # only once rated or complained about
     last_t: float = 0.0
+
+    # Read-only views so rules need not care whether a ledger exists yet.
+    @property
+    def assessed(self) -> Mapping[str, int]:
+        return self.fee.assessed if self.fee is not None else _NO_MAP
+
+    @property
+    def assessed_first(self) -> Mapping[str, float]:
+        return self.fee.assessed_first if self.fee is not None else _NO_MAP
+
+    @property
+    def settled(self) -> Mapping[str, float]:
+        return self.fee.settled if self.fee is not None else _NO_MAP
+
+    @property
+    def assessed_total(self) -> Decimal:
+        return self.fee.assessed_total if self.fee is not None else ZERO
+
+    @property
+    def paid_total(self) -> Decimal:
+        return self.fee.paid_total if self.fee is not None else ZERO
+
+    @property
+    def waived_total(self) -> Decimal:
+        return self.fee.waived_total if self.fee is not None else ZERO
+
+    @property
+    def refunded_total(self) -> Decimal:
+        return self.fee.refunded_total if self.fee is not None else ZERO
+
+    @property
+    def refunded_t(self) -> float | None:
+        return self.fee.refunded_t if self.fee is not None else None
+
+    @property
+    def ratings(self) -> Sequence[tuple[float, str, int]]:
+        return self.quality.ratings if self.quality is not None else ()
+
+    @property
+    def rating_resolved(self) -> Sequence[float]:
+        return self.quality.rating_resolved if self.quality is not None else ()
+
+    @property
+    def complaints(self) -> Sequence[tuple[float, str, str | None]]:
+        return self.quality.complaints if self.quality is not None else ()
+
+    @property
+    def complaint_resolved(self) -> Sequence[tuple[float, str | None]]:
+        return self.quality.complaint_resolved if self.quality is not None else ()
 
     @property
     def terminal_t(self) -> float | None:
@@ -133,7 +196,7 @@ class Derived(msgspec.Struct, array_like=True):
         return None
 
 
-class CaseState(msgspec.Struct, dict=True):
+class CaseState(msgspec.Struct):
     case_id: str
     v: int = STATE_VERSION
     info: CaseInfo = msgspec.field(default_factory=CaseInfo)
@@ -142,6 +205,7 @@ class CaseState(msgspec.Struct, dict=True):
     d: Derived = msgspec.field(default_factory=Derived)
     now: float = 0.0  # the clock has been advanced to here
     next_due: float | None = None  # earliest pending clock deadline (cached for drivers' indexes)
+    dues: list[float | None] = []  # earliest pending deadline per rule family (engine's _FAMILIES order)
     seq: int = 0
 
     def has_applied(self, event_id: str) -> bool:
@@ -182,8 +246,16 @@ def to_fact(ev: AnyEvent, seq: int) -> Fact:
     """Reduce an event to the fields rules read."""
     rec = ev.recorded_at
     s1, s2, num = _PAYLOAD.get(type(ev), _payload)(ev)
-    return Fact(ev.occurred_at.timestamp(), seq, ev.event_type, ev.event_id, ev.officer_id, s1, s2, num,
+    officer = ev.officer_id
+    # Officer ids, step names, fee codes and channels repeat across cases: one copy each in memory.
+    return Fact(ev.occurred_at.timestamp(), seq, ev.event_type, ev.event_id,
+                intern(officer) if officer is not None else None,
+                intern(s1) if s1 is not None else None, intern(s2) if s2 is not None else None, num,
                 rec.timestamp() if rec is not None else None)
+
+
+def _intern(value: str | None) -> str | None:
+    return intern(value) if value is not None else None
 
 
 def take_info(info: CaseInfo, ev: Submitted | Accepted) -> bool:
@@ -192,7 +264,7 @@ def take_info(info: CaseInfo, ev: Submitted | Accepted) -> bool:
     accepted = isinstance(ev, Accepted)
     rec = Intake(
         rank=(0 if accepted else 1, ev.occurred_at.timestamp(), ev.event_id),
-        fields=(ev.item_code, ev.department, ev.window, ev.region_code,
+        fields=(_intern(ev.item_code), _intern(ev.department), _intern(ev.window), _intern(ev.region_code),
                 a.name if a else None, a.id_number if a else None, a.phone if a else None),
         due_at=ev.due_at.timestamp() if accepted and ev.due_at is not None else None,  # type: ignore[union-attr]
     )
@@ -261,20 +333,8 @@ def fold(d: Derived, f: Fact) -> str | None:
     elif typ == "step_completed":
         if f.s1 not in d.steps:
             d.steps[f.s1] = (f.t, f.officer)  # type: ignore[index]
-    elif typ == "fee_assessed":
-        d.assessed[f.s1] = d.assessed.get(f.s1, 0) + 1  # type: ignore[index]
-        d.assessed_first.setdefault(f.s1, f.t)  # type: ignore[arg-type]
-        d.assessed_total += f.num  # type: ignore[operator]
-    elif typ == "fee_paid":
-        d.paid_total += f.num  # type: ignore[operator]
-        d.settled.setdefault(f.s1, f.t)  # type: ignore[arg-type]
-    elif typ == "fee_waived":
-        d.waived_total += f.num  # type: ignore[operator]
-        d.settled.setdefault(f.s1, f.t)  # type: ignore[arg-type]
-    elif typ == "fee_refunded":
-        d.refunded_total += f.num if f.num is not None else d.paid_total - d.refunded_total  # type: ignore[operator]
-        if d.refunded_t is None and d.refunded_total >= d.paid_total:
-            d.refunded_t = f.t
+    elif typ in ("fee_assessed", "fee_paid", "fee_waived", "fee_refunded"):
+        fold_fee(d, f)
     elif typ == "decided":
         if d.decided_t is None:
             d.decided_t, d.outcome = f.t, f.s1
@@ -293,15 +353,40 @@ def fold(d: Derived, f: Fact) -> str | None:
     elif typ == "withdrawn":
         if d.withdrawn_t is None:
             d.withdrawn_t = f.t
-    elif typ == "rated":
-        d.ratings.append((f.t, f.eid, int(f.num or 0)))
-    elif typ == "rating_resolved":
-        d.rating_resolved.append(f.t)
-    elif typ == "complaint_filed":
-        d.complaints.append((f.t, f.eid, f.s1))
-    elif typ == "complaint_resolved":
-        d.complaint_resolved.append((f.t, f.s1))
+    elif typ in ("rated", "rating_resolved", "complaint_filed", "complaint_resolved"):
+        q = d.quality
+        if q is None:
+            q = d.quality = QualityLog()
+        if typ == "rated":
+            q.ratings.append((f.t, f.eid, int(f.num or 0)))
+        elif typ == "rating_resolved":
+            q.rating_resolved.append(f.t)
+        elif typ == "complaint_filed":
+            q.complaints.append((f.t, f.eid, f.s1))
+        else:
+            q.complaint_resolved.append((f.t, f.s1))
     return note
+
+
+def fold_fee(d: Derived, f: Fact) -> None:
+    led = d.fee
+    if led is None:
+        led = d.fee = FeeLedger()
+    code, amount = f.s1, f.num
+    if f.type == "fee_assessed":
+        led.assessed[code] = led.assessed.get(code, 0) + 1  # type: ignore[index]
+        led.assessed_first.setdefault(code, f.t)  # type: ignore[arg-type]
+        led.assessed_total += amount  # type: ignore[operator]
+    elif f.type == "fee_paid":
+        led.paid_total += amount  # type: ignore[operator]
+        led.settled.setdefault(code, f.t)  # type: ignore[arg-type]
+    elif f.type == "fee_waived":
+        led.waived_total += amount  # type: ignore[operator]
+        led.settled.setdefault(code, f.t)  # type: ignore[arg-type]
+    else:  # fee_refunded: no amount means the whole balance
+        led.refunded_total += amount if amount is not None else led.paid_total - led.refunded_total  # type: ignore[operator]
+        if led.refunded_t is None and led.refunded_total >= led.paid_total:
+            led.refunded_t = f.t
 
 
 def _open(d: Derived, kind: str) -> Pause | None:
