@@ -1,0 +1,220 @@
+"""The live driver against a real Kafka-protocol broker (Tansu): topics, one worker end to end, the ticker
+firing a deadline nobody sends an event for, and the HTTP ingest endpoint.
+
+Workers run as ``esup worker`` processes with the test settings of ``tests/stream_servers.py``; findings
+are compared with the embedded runner on the same lines and the same clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from rules.engine import Engine
+from rules.findings import decode_finding
+from schemas.events import InvalidEvent, read_events
+from streams.embedded import run_events
+from streams.records import DLQ_REASON, DLQ_SOURCE
+from streams.settings import load_settings
+from streams.topics import TopicMismatch, declare_topics, topic_specs
+from tests.stream_servers import (
+    ESUP,
+    WorkerProcess,
+    free_port,
+    kafka_broker,  # noqa: F401 - fixture
+    publish,
+    read_topic,
+    stream_config,
+    wait_for,
+)
+
+pytestmark = pytest.mark.server
+
+
+def lateness_of(valid: list) -> float:
+    """How far behind the latest event time seen so far any event of the file arrives (+1 s)."""
+    high = float("-inf")
+    late = 0.0
+    for ev in valid:
+        t = ev.occurred_at.timestamp()
+        late = max(late, high - t)
+        high = max(high, t)
+    return late + 1.0
+
+
+def simulate(path: Path, cases: int, days: int, seed: int, bad_rate: float = 0.0) -> list[bytes]:
+    from simulator import write
+
+    write(path, cases=cases, days=days, seed=seed, bad_rate=bad_rate)
+    return [line for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def test_topics_are_declared_co_partitioned_and_a_mismatch_is_refused(kafka_broker: str, tmp_path: Path) -> None:  # noqa: F811
+    cfg = stream_config(tmp_path / "w.yaml", "tdecl", partitions=3)
+    s = load_settings(cfg, env={"ESUP_BROKER": kafka_broker})
+    created = declare_topics(s)
+    assert set(created) == {sp.name for sp in topic_specs(s)}
+    assert declare_topics(s) == []  # idempotent
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker)
+    try:
+        got = {d.get("name") or d.get("topic"): len(d["partitions"]) for d in admin.describe_topics(created)}
+    finally:
+        admin.close()
+    assert got[s.topics.events] == got[s.changelog_topic] == got[s.topics.findings] == 3
+    assert got[s.leader_topic] == 1
+    with pytest.raises(TopicMismatch, match="partition"):
+        declare_topics(load_settings(cfg, env={"ESUP_BROKER": kafka_broker}, partitions=5))
+
+
+def test_one_worker_supervises_dead_letters_stores_and_alerts(kafka_broker: str, tmp_path: Path) -> None:  # noqa: F811
+    lines = simulate(tmp_path / "sim.jsonl", cases=150, days=12, seed=21, bad_rate=0.01)
+    broken = [b'{"event_type": "accepted", "case_id": "X-1"}', b"{not json", b'{"event_id": "e-9", "case_id": 7}']
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"\n".join(lines + broken) + b"\n")
+    items = list(read_events(lines + broken))
+    valid = [e for e in items if not isinstance(e, InvalidEvent)]
+    invalid_lines = [line for line, e in zip(lines + broken, items, strict=True) if isinstance(e, InvalidEvent)]
+    late = lateness_of(valid)
+    clock = max(e.occurred_at for e in valid) + timedelta(days=60)
+    until = clock - timedelta(seconds=late)
+    expected = run_events(Engine.default(), valid, until=until).findings
+
+    cfg = stream_config(tmp_path / "w.yaml", "tone", partitions=4, standby_replicas=0)
+    wh = tmp_path / "wh"
+    worker = WorkerProcess("w1", tmp_path, cfg, {
+        "ESUP_BROKER": kafka_broker, "CLICKHOUSE_URL": f"chdb://{wh}", "ESUP_CLOCK": clock.isoformat(),
+        "ESUP_LATENESS_SECONDS": str(late), "ESUP_ALERTING": "true", "ESUP_ALERT_LOG": str(tmp_path / "alerts"),
+        "ESUP_ALERT_OUTBOX": str(tmp_path / "outbox"), "ESUP_ALERT_TICK_SECONDS": "1"})
+    sent = publish(feed, cfg, kafka_broker)
+    assert sent["sent"] == len(lines) + len(broken)
+    worker.start()
+    try:
+        def done() -> bool:
+            m = worker.metrics()
+            applied = m.get('esup_stream_events_total{result="valid"}', 0) + m.get(
+                'esup_stream_events_total{result="invalid"}', 0)
+            stored = m.get('esup_stream_warehouse_rows_total{table="events"}', 0)
+            return applied >= sent["sent"] and stored >= sent["sent"]
+
+        wait_for(done, 120, "the worker to apply and store every record", on_timeout=worker.log_tail)
+        findings = wait_for(
+            lambda: (lambda fs: fs if {f.finding_id for f in fs} >= {f.finding_id for f in expected} else None)(
+                [decode_finding(r.value) for r in read_topic(kafka_broker, "tone-findings")]),
+            60, "every expected finding on the findings topic", on_timeout=worker.log_tail)
+        assert {f.finding_id for f in findings} == {f.finding_id for f in expected}
+        assert all(r.key == f.case_id.encode() for r, f in zip(read_topic(kafka_broker, "tone-findings"), findings,
+                                                                 strict=True))
+        dlq = read_topic(kafka_broker, "tone-case-events-dlq")
+        assert sorted(r.value for r in dlq) == sorted(invalid_lines)  # original bytes, untouched
+        for r in dlq:
+            headers = dict(r.headers)
+            assert headers[DLQ_REASON] and headers[DLQ_SOURCE].startswith(b"tone-case-events/")
+        wait_for(lambda: list((tmp_path / "outbox").rglob("*.eml")), 60, "alert e-mails in the outbox",
+                 on_timeout=worker.log_tail)
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    from warehouse import open_warehouse
+
+    store = open_warehouse(f"chdb://{wh}")
+    try:
+        n_events = store.query("SELECT count() AS n FROM events FINAL")[0]["n"]
+        ids = {r["finding_id"] for r in store.query("SELECT finding_id FROM findings FINAL WHERE run_id = 'live'")}
+        n_facts = store.query("SELECT count() AS n FROM case_facts FINAL")[0]["n"]
+    finally:
+        store.close()
+    assert n_events == len(set(lines + broken))  # every distinct line once, valid or not
+    assert ids == {f.finding_id for f in expected}
+    assert n_facts == len({e.case_id for e in valid})
+
+
+def test_ticker_fires_a_deadline_with_no_event_within_seconds(kafka_broker: str, tmp_path: Path) -> None:  # noqa: F811
+    """A case accepted and then silent: its overdue finding comes from the ticker, seconds after the deadline."""
+    engine = Engine.default()
+    item = next(i for i in engine.catalogs.in_force(datetime(2026, 10, 12).date()).items if i.kind == "promised")
+    docs = [{"event_id": f"T1-{n}", "event_type": typ, "case_id": "T1", "occurred_at": "2026-10-12T09:00:00+08:00",
+             "source": "test", "item_code": item.code, "region_code": "610113"}
+            for n, typ in enumerate(("submitted", "accepted"))]
+    lines = [json.dumps(d, ensure_ascii=False).encode() for d in docs]
+    events = [e for e in read_events(lines)]
+    state = None
+    for ev in events:
+        state = engine.apply(state, ev).state
+    fired = engine.advance(state, datetime(2027, 6, 1, tzinfo=UTC)).findings
+    overdue = next(f for f in fired if f.rule == "TIMEOUT.PROMISED_OVERDUE")
+    deadline = overdue.fired_at.timestamp()
+    start_wall = time.time() + 25  # the worker needs ~15 s to join its group and restore
+    offset = deadline - start_wall  # the worker's clock reaches the deadline 25 s from now
+    cfg = stream_config(tmp_path / "w.yaml", "ttick", partitions=2, standby_replicas=0)
+    worker = WorkerProcess("w1", tmp_path, cfg, {"ESUP_BROKER": kafka_broker, "CLICKHOUSE_URL": f"chdb://{tmp_path}/wh",
+                                                 "ESUP_CLOCK": f"wall{offset:+.3f}", "ESUP_TICK_SECONDS": "0.5"})
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b"\n".join(lines) + b"\n")
+    publish(feed, cfg, kafka_broker)
+    worker.start()
+    try:
+        def overdue_record():
+            for r in read_topic(kafka_broker, "ttick-findings", timeout_ms=500):
+                if decode_finding(r.value).rule == "TIMEOUT.PROMISED_OVERDUE":
+                    return r
+            return None
+
+        rec = wait_for(overdue_record, 90, "the overdue finding", every=0.3, on_timeout=worker.log_tail)
+        delay = rec.timestamp / 1000 - (deadline - offset)  # broker time of the finding - wall time of the deadline
+        assert decode_finding(rec.value).finding_id == overdue.finding_id
+        assert -0.5 < delay < 5.0, f"overdue finding {delay:.2f} s after its deadline"
+    finally:
+        worker.stop()
+
+
+def _post(url: str, body: bytes, ctype: str) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_http_ingest_validates_each_event_and_publishes_the_valid_ones(kafka_broker: str, tmp_path: Path) -> None:  # noqa: F811
+    cfg = stream_config(tmp_path / "w.yaml", "tingest", partitions=2)
+    port = free_port()
+    proc = subprocess.Popen([ESUP, "publish", "--serve", f"127.0.0.1:{port}", "--config", str(cfg)],
+                            env={**os.environ, "ESUP_BROKER": kafka_broker}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/events"
+    good = {"event_id": "H-1", "event_type": "submitted", "case_id": "H1", "occurred_at": "2026-10-12T09:00:00+08:00",
+            "source": "vendor-x"}
+    try:
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, 30, "the ingest server")
+        status, doc = _post(url, json.dumps(good).encode(), "application/json")
+        assert (status, doc["accepted"], doc["rejected"]) == (200, 1, 0)
+        second = {**good, "event_id": "H-2", "event_type": "accepted"}
+        naive = {**good, "event_id": "H-3", "occurred_at": "2026-10-12T09:00:00"}
+        status, doc = _post(url, json.dumps([second, {"case_id": "H1"}, naive]).encode(), "application/json")
+        assert status == 207 and doc["accepted"] == 1 and [e["index"] for e in doc["errors"]] == [1, 2]
+        assert "offset" in doc["errors"][1]["error"] and doc["errors"][1]["event_id"] == "H-3"
+        status, doc = _post(url, b'{"event_type": "x"}\nnot json\n', "application/x-ndjson")
+        assert status == 422 and [e["line"] for e in doc["errors"]] == [1, 2]
+        records = read_topic(kafka_broker, "tingest-case-events")
+        assert sorted(json.loads(r.value)["event_id"] for r in records) == ["H-1", "H-2"]
+        assert {r.key for r in records} == {b"H1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
