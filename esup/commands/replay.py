@@ -204,7 +204,9 @@ def execute_replay(*, data_dir: Path | None = None, clickhouse_url: str | None =
                 for f in findings:
                     fh.write(encode_finding(f) + b"\n")
         out: dict[str, Any] = {"plan": plan, "result": result, "findings": findings, "selected": selected,
-                               "stored_in": None if no_store else target, "engines": engines, "diff": None}
+                               "stored_in": None if no_store else target, "engines": engines, "diff": None,
+                               "cases_not_found": sorted(set(plan.selection.cases) - {c.case_id for c in selected}),
+                               "archive_invalid": len(source.invalid) if isinstance(source, ArchiveSource) else 0}
         if diff:
             assert wh is not None
             live_rows = stored_findings(wh, LIVE_RUN, plan, selected)
@@ -245,7 +247,8 @@ def _plan_json(out: dict[str, Any]) -> dict[str, Any]:
         "recorded_versions_missing": dict(sorted(result.missing_versions.items())),
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()}, "wall_seconds": round(result.wall, 3),
         "workers": result.workers,
-        "stored_in": out["stored_in"],
+        "stored_in": out["stored_in"], "cases_not_found": out["cases_not_found"],
+        "archive_invalid_lines": out["archive_invalid"],
     }
     if out["diff"] is not None:
         doc["diff"] = out["diff"].to_json()
@@ -357,6 +360,10 @@ def replay_command(
             f"引擎 {result.seconds['engine']:.1f}，写入 {result.seconds['write']:.1f}"
             f"{'；解码与引擎为 ' + str(result.workers) + ' 个进程合计' if result.workers > 1 else ''}）",
             highlight=False)
+    if out["cases_not_found"]:
+        c.print(f"[yellow]未找到办件[/] {'、'.join(out['cases_not_found'])}（数据仓库中没有其有效事件）", highlight=False)
+    if out["archive_invalid"]:
+        c.print(f"[yellow]归档中有 {out['archive_invalid']} 行无效事件[/]，未参与重放（实时运行同样不会使用）")
     if result.undecodable:
         c.print(f"[yellow]{result.undecodable} 行已存为有效但现在无法解码，未参与重放[/]")
     if result.missing_versions:
