@@ -122,6 +122,10 @@ def test_the_table_output_labels_runs_and_clock(stored: dict[str, Any]) -> None:
     at = (max(e.occurred_at for e in stored["events"]) + timedelta(days=60)).isoformat()
     doc = json.loads(_run(stored, "--json", "--at", at).stdout)
     assert datetime.fromisoformat(doc["clock"]["as_of"]) == datetime.fromisoformat(at)
+    first = min(e.occurred_at for e in stored["events"])
+    early = json.loads(_run(stored, "--json", "--at", (first + timedelta(seconds=1)).isoformat()).stdout)
+    assert early["clock"]["completed_at"] is None and early["clock"]["status"] != "completed"
+    assert len(early["events"]) == len(doc["events"])  # the stored lines are all listed; the clock is as of then
 
 
 def test_an_unknown_case_is_said_so(stored: dict[str, Any], tmp_path: Path) -> None:

@@ -145,6 +145,8 @@ def gather_history(wh: Any, case_id: str, *, at: datetime | None = None, catalog
             ev = decode_event(e["raw"], naive_tz=naive)
             if not isinstance(ev, InvalidEvent):
                 decoded[e["event_id"] + "|" + e["raw"].hex()] = ev
+    if at is not None:  # the clock as it stood then: only what had happened by that instant
+        events = [ev for ev in events if ev.occurred_at <= at]
     if events:
         engine = engines.engine(engines.key_for(recorded))
         until = at or max(ev.occurred_at for ev in events)
@@ -297,7 +299,7 @@ def print_history(c: Console, doc: dict[str, Any]) -> None:
 
 def history_command(
     case_id: Annotated[str, typer.Argument(help="办件编号")],
-    at: Annotated[str | None, typer.Option("--at", help="计时状态截至此时刻（ISO 8601，带时区；默认该办件最后一个事件）")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="计时状态截至此时刻（按事件时间；ISO 8601，带时区；默认该办件最后一个事件）")] = None,
     catalogs_dir: Annotated[Path | None, typer.Option("--catalogs", help="目录历史版本目录（默认 config/catalogs）")] = None,
     rules_config: Annotated[Path | None, typer.Option("--rules-config", help="监察参数文件")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="内嵌数据仓库目录（默认 ./data）")] = None,

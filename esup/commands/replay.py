@@ -159,6 +159,14 @@ def execute_replay(*, data_dir: Path | None = None, clickhouse_url: str | None =
                 rules_config=str(rules_config) if rules_config else None,
                 target_events=bucket_events or BUCKET_EVENTS)
             cp = Checkpoint(checkpoints, plan.run_id)
+            if not no_store and cp.exists():
+                try:
+                    unfinished = not Checkpoint(checkpoints, plan.run_id).load().finished
+                except ReplayError:
+                    unfinished = False
+                if unfinished:
+                    console.print(f"[yellow]注意[/] 重放运行 {plan.run_id} 有未完成的断点，本次从头重新运行"
+                                  f"（继续原运行请用 --resume {plan.run_id}）", highlight=False)
             cp.plan = plan
             if not no_store:
                 assert wh is not None
