@@ -23,7 +23,7 @@ import operator
 import os
 import threading
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,8 @@ def _arrow(name: str, kind: str, values: list[Any]) -> pa.Array:
             return pa.array(values, _DEC)
         except (TypeError, pa.ArrowTypeError, pa.ArrowInvalid):
             q = Decimal("0.0001")
-            return pa.array([Decimal(str(v or 0)).quantize(q, ROUND_HALF_EVEN) for v in values], _DEC)
+            # more than 4 decimals: truncated, as the JSON path (toDecimal64) does
+            return pa.array([Decimal(str(v or 0)).quantize(q, ROUND_DOWN) for v in values], _DEC)
     if kind == "strs":
         return pa.array(values, pa.list_(pa.string()))
     raise ValueError(f"column {name}: unknown kind {kind}")

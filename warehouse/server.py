@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import datetime, tzinfo
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -161,7 +161,7 @@ def _convert(name: str, kind: str, values: list[Any], ms: bool) -> list[Any]:
     if kind == "nu8":
         return [None if v is None else int(v) for v in values]
     if kind == "dec":
-        return [Decimal(str(v or 0)).quantize(_Q, ROUND_HALF_EVEN) for v in values]
+        return [Decimal(str(v or 0)).quantize(_Q, ROUND_DOWN) for v in values]
     if kind == "strs":
         return [list(v or ()) for v in values]
     return list(values)
