@@ -36,6 +36,7 @@ nothing half-written that the resumed run would not write again identically.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
 import hashlib
 import json
@@ -910,6 +911,10 @@ def run_replay(source: Source, plan: ReplayPlan, engines: Engines, cases: Sequen
         commit()  # only whole buckets were handed to the sink: store them and record them as done
         finished = len(checkpoint.done) if checkpoint is not None else len(done)
         raise ReplayInterrupted(plan.run_id, finished, len(plan.buckets)) from None
+    except Exception:
+        with contextlib.suppress(Exception):  # keep what finished (a resume skips it); the error is the news
+            commit()
+        raise
     finally:
         if paused:
             gc.enable()
