@@ -13,6 +13,9 @@ Everything it writes is idempotent, so the sink can be at-least-once without car
 failed is kept and written again whole at the next write, and a process killed mid-run is simply run
 again on the same input. Within a batch it keeps only the highest version of each case's facts (the
 table keeps only the highest anyway) and one copy of each finding and note.
+
+Right after a batch of events is stored, its lines are linked into their cases' hash chains
+(``warehouse.chain``: tamper evidence for audits); a line already chained is not chained again.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 
 from rules.facts import CaseFacts
 from rules.findings import Finding, Note
-from warehouse.rows import event_columns, facts_columns, findings_columns, notes_columns, pii_of
+from warehouse.chain import ChainWriter
+from warehouse.rows import chain_items, event_columns, facts_columns, findings_columns, notes_columns, pii_of
 
 _RECENT_BATCHES = 4  # batches of facts kept to mask applicant details in later findings
 
@@ -38,6 +42,13 @@ _RECENT_BATCHES = 4  # batches of facts kept to mask applicant details in later 
 class _Job:
     parts: list[Any]  # prepared batches, in write order
     rows: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _ChainLinks:
+    """A job part: (case_id, event_id, raw) of the events just written, to link into their chains."""
+
+    items: list[tuple[str, str, Any]]
 
 
 class Sink:
@@ -49,7 +60,9 @@ class Sink:
     stored (they are when the same input is run again — writes are idempotent).
     """
 
-    def __init__(self, wh: Any, max_rows: int = 50_000, max_seconds: float = 2.0) -> None:
+    def __init__(self, wh: Any, max_rows: int = 50_000, max_seconds: float = 2.0, chain: bool = True) -> None:
+        """``chain=False`` skips linking stored lines into their cases' hash chains (warehouse.chain):
+        for bulk loads whose chains are built afterwards, or benchmarks of storage alone."""
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self.wh = wh
@@ -68,6 +81,7 @@ class Sink:
         self._closed = False
         self.written = {"events": 0, "case_facts": 0, "findings": 0, "notes": 0, "batches": 0}
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
+        self._chain = ChainWriter(wh) if chain else None
         self._writer = threading.Thread(target=self._write_loop, name="esup-sink-writer", daemon=True)
         self._writer.start()
         self._stop = threading.Event()
@@ -212,6 +226,7 @@ class Sink:
             known = self._personal_data({f.case_id for _, f in findings.values()} | {n.case_id for _, n in notes.values()})
             parts = [
                 wh.prepare("events", event_columns(events)) if events else None,
+                _ChainLinks(chain_items(events)) if events and self._chain is not None else None,
                 wh.prepare("notes", notes_columns(list(notes.values()), known)) if notes else None,
                 wh.prepare("case_facts", facts_columns(facts.values())) if facts else None,
                 wh.prepare("findings", findings_columns(list(findings.values()), known)) if findings else None,
@@ -239,7 +254,11 @@ class Sink:
                 if job is None:
                     return
                 for part in job.parts:
-                    self.wh.write(part)
+                    if isinstance(part, _ChainLinks):
+                        if self._chain is not None:
+                            self._chain.append(part.items)
+                    else:
+                        self.wh.write(part)
                 with self._state:
                     for k, v in job.rows.items():
                         self.written[k] += v

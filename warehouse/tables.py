@@ -58,6 +58,10 @@ TABLES: dict[str, tuple[Column, ...]] = {
         ("alert_id", "str"), ("version", "u32"), ("status", "str"), ("severity", "str"),
         ("changed_at", "dt"), ("actor", "str"), ("reason", "str"), ("finding_ids", "strs"), ("detail", "str"),
     ),
+    "event_chain": (
+        ("case_id", "str"), ("position", "u32"), ("event_id", "str"), ("raw_sha256", "str"),
+        ("prev_hash", "str"), ("hash", "str"), ("chained_at", "dt"),
+    ),
 }
 """Columns a caller may write, in DDL order (materialized columns such as events.raw_hash excluded)."""
 
@@ -68,6 +72,7 @@ REQUIRED: dict[str, frozenset[str]] = {
     "notes": frozenset({"run_id", "case_id", "event_id", "kind"}),
     "alert_deliveries": frozenset({"delivery_id", "attempt", "result", "attempted_at"}),
     "alert_lifecycle": frozenset({"alert_id", "version", "status", "changed_at"}),
+    "event_chain": frozenset({"case_id", "position", "raw_sha256", "prev_hash", "hash", "chained_at"}),
 }
 """Identity and partition columns: a row without them would collapse with others or be misfiled."""
 
@@ -91,5 +96,6 @@ DEDUP_KEYS: dict[str, tuple[str, ...]] = {
     "notes": ("run_id", "case_id", "event_id", "kind"),
     "alert_deliveries": ("delivery_id", "attempt", "result"),
     "alert_lifecycle": ("alert_id", "version"),
+    "event_chain": ("case_id", "position", "hash"),
 }
 """Each base table's identity (its ORDER BY): the key a retried write collapses on."""
