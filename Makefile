@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 
-.PHONY: install install-test demo test quick lint bench clean servers
+.PHONY: install install-test demo test quick soak lint bench clean servers
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install-test servers
 
 quick: install-test
 	$(BIN)/pytest -m "not slow and not server"
+
+# The full-size fault-injection runs (tests/test_reliability_live.py): 20 SIGKILLs over 100,000 events,
+# ClickHouse down for a minute. `make test` runs the same tests at a bounded size.
+soak: install-test servers
+	$(BIN)/pytest -m soak -rA
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -240,14 +240,14 @@ class Runtime:
         return datetime.fromtimestamp(self.now(), UTC)
 
     async def alert(self, raw: list[bytes]) -> None:
-        if self.alerts is None:
-            from streams.alerts import AlertHook
-
-            self.alerts = await asyncio.get_running_loop().run_in_executor(None, AlertHook, self.settings)
         findings = [decode_finding(v) for v in raw]
         delay = 0.5
         while True:
             try:
+                if self.alerts is None:  # opens the delivery log: ClickHouse may be down at this moment too
+                    from streams.alerts import AlertHook
+
+                    self.alerts = await asyncio.get_running_loop().run_in_executor(None, AlertHook, self.settings)
                 await self.alerts.deliver(findings, self.clock_now())
                 return
             except Exception as exc:  # noqa: BLE001 - the delivery log is down: wait, keep the offsets
