@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from rules.findings import Finding
-from streams import metrics
 from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -57,9 +56,7 @@ class AlertHook:
     async def deliver(self, findings: list[Finding], now: datetime) -> None:
         """Deliver (or hold for a digest) every notice of ``findings``; raises if the log cannot record it."""
         report = await asyncio.get_running_loop().run_in_executor(self._pool, self._deliver, findings, now)
-        metrics.ALERTS.labels("handled").inc(len(findings))
-        if report.failed:
-            metrics.ALERTS.labels("failed").inc(report.failed)
+        if report.failed:  # alerting counts every outcome in esup_alert_deliveries_total itself
             log.warning("alerting: %d messages failed (recorded; retried later)", report.failed)
 
     async def tick(self, now: datetime) -> None:

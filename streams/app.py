@@ -34,6 +34,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from esup import metrics as shared
 from rules.findings import decode_finding
 from streams import metrics
 from streams.clock import PartitionClocks, parse_clock
@@ -129,11 +130,6 @@ class Runtime:
         indexed = set(sup.index.partitions())
         if indexed - owned:
             sup.revoke(indexed - owned)
-            for p in indexed - owned:
-                try:
-                    metrics.LAG.remove(str(p))
-                except KeyError:
-                    pass
         if owned - indexed:
             sup.assign(owned - indexed, self.committed)
 
@@ -179,14 +175,13 @@ class Runtime:
             if eff.empty():
                 self.pipeline.unreserve()
             else:
-                for f in eff.findings:
-                    metrics.OVERDUE_DELAY.observe(max(0.0, now - f.fired_at.timestamp()))
                 self.pipeline.submit(eff)
             metrics.DEADLINES.set(sup.index.pending())
+            shared.set_case_states(sup.status_counts())
             for p in sup.index.partitions():
                 hw = self.highwater(p)
                 if hw is not None:
-                    metrics.LAG.labels(str(p)).set(max(0, hw - sup.clocks.next_offset.get(p, hw)))
+                    shared.set_consumer_lag(self.events_topic, p, hw - sup.clocks.next_offset.get(p, hw))
         except Exception as exc:  # noqa: BLE001 - a dead timer would silently stop every deadline
             metrics.ERRORS.labels("ticker").inc()
             log.exception("ticker: %r", exc)
@@ -194,22 +189,11 @@ class Runtime:
                 await self.crash(exc)
 
     def _count(self, eff: Effects, source: str) -> None:
-        if source == "event":
-            metrics.EVENTS.labels("valid").inc(eff.events)
-            if eff.dead:
-                metrics.EVENTS.labels("invalid").inc(len(eff.dead))
-            if eff.skipped:
-                metrics.EVENTS.labels("moved").inc(eff.skipped)
-        for f in eff.findings:
-            metrics.FINDINGS.labels(f.rule, f.severity, source).inc()
+        metrics.count_effects(eff.decoded, eff.notes, eff.findings, eff.received, source=source,
+                              skipped=eff.skipped)
 
     def _settled(self, eff: Effects, seconds: float) -> None:
         metrics.BATCH_SECONDS.observe(seconds)
-        now_ms = datetime.now(UTC).timestamp() * 1000
-        for batch in eff.warehouse.values():
-            if batch.events:
-                oldest = min(e.received_ms for e in batch.events)
-                metrics.LATENCY.observe(max(0.0, (now_ms - oldest) / 1000))
 
     # ------------------------------------------------------------------------------ sink
     async def store(self, messages: list[bytes]) -> None:
@@ -316,6 +300,9 @@ def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=True,
     )
+    from streams.consumer import install
+
+    install(app, s.consumer_fetch_wait_ms)
     rt = Runtime(app, s, engine)
     app.esup_runtime = rt  # type: ignore[attr-defined]
 

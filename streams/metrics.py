@@ -1,32 +1,63 @@
-"""Prometheus metrics of the live driver: throughput, lag, errors, latency, deadlines, warehouse, alerts.
+"""Metrics of the live driver.
 
-Names start with ``esup_stream_`` (dashboards/ reads them). Lag is per partition this worker owns:
-the broker's end offset minus the next offset to apply, so a stuck partition shows up alone.
+The pipeline's metrics are defined once, in ``esup.metrics`` (the dashboards and the Prometheus alert
+rules read those names): events consumed and rejected, events processed, findings and their latency
+(event or deadline → finding, and receipt → finding), engine notes, cases by status, consumer lag,
+ClickHouse writes, alert deliveries. ``count_effects`` feeds them from what a batch or a tick produced.
+
+Figures only the live driver has are defined here, under ``esup_stream_``: records applied by
+result (valid, invalid, or skipped because their partition moved), findings by source (an event, or
+the ticker: a deadline nobody sent an event for), the cases with a pending deadline (the ticker's
+index), the time a batch takes to become durable (the commit order of ``streams.commit``), and
+problems by kind.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterable
+from typing import Any
 
-EVENTS = Counter("esup_stream_events_total", "Input records applied, by result", ["result"])
-FINDINGS = Counter("esup_stream_findings_total", "Findings raised, by rule, severity and source",
-                   ["rule", "severity", "source"])
-BATCH_SECONDS = Histogram("esup_stream_batch_seconds", "Time from a batch entering the commit pipeline to its "
-                          "offsets being released", buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-LATENCY = Histogram("esup_stream_event_latency_seconds", "Broker timestamp of an input record to its effects "
-                    "being durable", buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-LAG = Gauge("esup_stream_lag_records", "Records of an owned input partition not yet applied", ["partition"])
-DEADLINES = Gauge("esup_stream_deadlines_pending", "Cases with a pending deadline on this worker")
-OVERDUE_DELAY = Histogram("esup_stream_deadline_delay_seconds", "Wall time between a deadline and the tick "
-                          "that fired it", buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
-ERRORS = Counter("esup_stream_errors_total", "Problems seen, by kind", ["kind"])
-WAREHOUSE_ROWS = Counter("esup_stream_warehouse_rows_total", "Rows written to ClickHouse, by table", ["table"])
-WAREHOUSE_SECONDS = Histogram("esup_stream_warehouse_write_seconds", "One ClickHouse write of the sink",
-                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-ALERTS = Counter("esup_stream_alert_findings_total", "Findings handed to alerting, by outcome", ["outcome"])
+from prometheus_client import Counter, Gauge, Histogram
+
+from esup import metrics as m
+from schemas.events import InvalidEvent
+
+EVENTS = Counter("esup_stream_events", "Input records applied by this worker, by result (valid, invalid, moved)",
+                 ["result"])
+FINDINGS = Counter("esup_stream_findings", "Findings raised by this worker, by source (event or ticker)", ["source"])
+DEADLINES = Gauge("esup_stream_deadlines_pending", "Cases with a pending deadline in this worker's ticker index")
+BATCH_SECONDS = Histogram("esup_stream_durable_seconds", "Time for a batch or tick to become durable: effects, "
+                          "then state, then offsets released", buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ERRORS = Counter("esup_stream_errors", "Problems of the live driver by kind (ticker, warehouse, alerting)", ["kind"])
+
+
+def count_effects(decoded: Iterable[Any], notes: Iterable[Any], findings: list[Any],
+                  received: list[float | None], *, source: str = "event", skipped: int = 0) -> None:
+    """Record what one batch (or tick) read and produced."""
+    decoded = list(decoded)
+    invalid = sum(1 for e in decoded if isinstance(e, InvalidEvent))
+    if decoded:
+        EVENTS.labels("valid").inc(len(decoded) - invalid)
+        EVENTS.labels("invalid").inc(invalid)
+    if skipped:
+        EVENTS.labels("moved").inc(skipped)
+    if findings:
+        FINDINGS.labels(source).inc(len(findings))
+    if decoded:
+        m.record_events(decoded)
+        m.record_processed(e for e in decoded if not isinstance(e, InvalidEvent))
+    notes = list(notes)
+    if notes:
+        m.record_notes(notes)
+    if findings:
+        if not any(r is not None for r in received):
+            m.record_findings(findings)
+        else:
+            for f, r in zip(findings, received, strict=True):
+                m.record_findings([f], received_at=r)
 
 
 def serve(port: int) -> None:
     """Expose /metrics on ``port`` (0: not at all)."""
     if port:
-        start_http_server(port)
+        m.serve_metrics(port)

@@ -1,10 +1,10 @@
 """Byte layouts of what the live driver writes to Kafka: table records, warehouse batches, dead letters.
 
-* **State record** (the table value, and the changelog record): a 13-byte header — version, the
-  partition the case lives in, its next deadline — then the engine's own ``encode_state`` bytes. The
-  header lets a worker rebuild its deadline index after a rebalance without decoding any state, and
-  tells which partition a case belongs to even in Faust's in-memory store, which keeps every
-  partition's keys in one dict.
+* **State record** (the table value, and the changelog record): a 14-byte header — version, the
+  partition the case lives in, its next deadline, its status — then the engine's own ``encode_state``
+  bytes. The header lets a worker rebuild its deadline index (and count its cases by status) after a
+  rebalance without decoding any state, and tells which partition a case belongs to even in Faust's
+  in-memory store, which keeps every partition's keys in one dict.
 * **Warehouse batch** (``warehouse-batches``): msgpack of the raw events of a supervise batch (bytes as
   received, with their Kafka timestamp, partition and offset) and the facts, findings and notes they
   produced. One message carries hundreds of rows, so the sink costs one Kafka record per batch rather
@@ -25,8 +25,11 @@ from rules.facts import CaseFacts
 from rules.findings import Finding, Note
 
 RECORD_VERSION = 1
-_HEADER = struct.Struct(">Bid")  # version, partition, next deadline (epoch seconds; NaN: none)
+_HEADER = struct.Struct(">BidB")  # version, partition, next deadline (epoch seconds; NaN: none), status
 HEADER_SIZE = _HEADER.size
+STATUSES: tuple[str, ...] = ("unknown", "submitted", "accepted", "paused", "decided", "completed", "rejected",
+                             "withdrawn")  # rules.facts.Status; index 0 for anything else
+_STATUS_INDEX = {s: i for i, s in enumerate(STATUSES)}
 
 DLQ_REASON = "esup-reason"
 DLQ_SOURCE = "esup-source"  # "topic/partition/offset"
@@ -37,18 +40,25 @@ class RecordError(ValueError):
     """A table value this code did not write (another version, or foreign data on the changelog)."""
 
 
-def encode_record(partition: int, due: float | None, state: bytes) -> bytes:
-    return _HEADER.pack(RECORD_VERSION, partition, math.nan if due is None else due) + state
+def encode_record(partition: int, due: float | None, state: bytes, status: str = "unknown") -> bytes:
+    return _HEADER.pack(RECORD_VERSION, partition, math.nan if due is None else due,
+                        _STATUS_INDEX.get(status, 0)) + state
 
 
 def record_header(value: bytes) -> tuple[int, float | None]:
     """(partition, next deadline) of a stored record, without touching the state bytes."""
+    partition, due, _ = record_meta(value)
+    return partition, due
+
+
+def record_meta(value: bytes) -> tuple[int, float | None, str]:
+    """(partition, next deadline, status) of a stored record."""
     if len(value) < HEADER_SIZE:
         raise RecordError(f"state record of {len(value)} bytes is shorter than its header")
-    version, partition, due = _HEADER.unpack_from(value)
+    version, partition, due, status = _HEADER.unpack_from(value)
     if version != RECORD_VERSION:
         raise RecordError(f"state record version {version}, this worker reads version {RECORD_VERSION}")
-    return partition, None if math.isnan(due) else due
+    return partition, None if math.isnan(due) else due, STATUSES[status] if status < len(STATUSES) else "unknown"
 
 
 def record_state(value: bytes) -> bytes:

@@ -52,7 +52,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # -- where things are
     broker: str = "kafka://localhost:9092"
     warehouse: str | None = None  # clickhouse://… or chdb:///dir; None: CLICKHOUSE_URL, else chDB ./data
-    metrics_port: int = 9464  # Prometheus /metrics; 0 turns it off
+    metrics_port: int = 9737  # Prometheus /metrics (esup.metrics.DEFAULT_PORT); 0 turns it off
     data_dir: str = "./data/streams"  # Faust's local files (table stores other than memory://)
     web_port: int | None = None  # Faust's own web server; off unless set (two workers need two ports)
 
@@ -94,6 +94,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     commit_interval: float = 1.0  # how often Faust commits offsets of acknowledged events
     standby_replicas: int = 1  # hot copies of other workers' state (faster take-over)
     producer_max_batch_bytes: int = 1024 * 1024
+    consumer_fetch_wait_ms: int = 100  # longest a fetch waits for data (see streams/consumer.py)
     table_store: str = "memory://"  # Faust table store; state is rebuilt from the changelog at start
 
     # -- Python's cyclic garbage collector (see streams.app.tune_gc)

@@ -16,12 +16,12 @@ crash is stored once.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
+from contextlib import ExitStack
 from typing import Any
 
+from esup.metrics import clickhouse_write
 from schemas.events import decode_event
-from streams import metrics
 from streams.records import decode_batch
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ class WarehouseWriter:
 
     def write(self, messages: list[bytes]) -> Counter[str]:
         """Store every row of ``messages``; returns when ClickHouse has them (raises if it could not)."""
-        started = time.monotonic()
         rows: Counter[str] = Counter()
         sink = self.sink
         for data in messages:
@@ -60,10 +59,10 @@ class WarehouseWriter:
             if batch.notes:
                 sink.add_notes(batch.notes, run_id="live")
                 rows["notes"] += len(batch.notes)
-        sink.flush()
-        metrics.WAREHOUSE_SECONDS.observe(time.monotonic() - started)
-        for table, n in rows.items():
-            metrics.WAREHOUSE_ROWS.labels(table).inc(n)
+        with ExitStack() as timed:  # one flush writes every table: each is timed (and failed) with it
+            for table, n in rows.items():
+                timed.enter_context(clickhouse_write(table, n))
+            sink.flush()
         return rows
 
     def close(self) -> None:

@@ -14,16 +14,17 @@ than applying an event to it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import Any
 
-from rules.findings import Finding
+from rules.findings import Finding, Note
 from schemas.events import InvalidEvent, decode_event
 from streams.clock import PartitionClocks
 from streams.deadlines import DeadlineIndex
-from streams.records import RawEvent, RecordError, WarehouseBatch, encode_record, record_header, record_state
+from streams.records import RawEvent, RecordError, WarehouseBatch, encode_record, record_meta, record_state
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,13 @@ class Effects:
 
     dead: list[tuple[InRecord, str]] = field(default_factory=list)  # -> case-events-dlq
     findings: list[Finding] = field(default_factory=list)  # -> findings
+    received: list[float | None] = field(default_factory=list)  # per finding: its event's broker time (s)
     warehouse: dict[int, WarehouseBatch] = field(default_factory=dict)  # partition -> warehouse-batches
     states: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # partition -> key -> record
     events: int = 0  # valid events applied
     skipped: int = 0  # records of partitions this worker no longer owns
+    decoded: list[Any] = field(default_factory=list)  # events and InvalidEvents, for the metrics
+    notes: list[Note] = field(default_factory=list)
 
     def batch_for(self, partition: int) -> WarehouseBatch:
         b = self.warehouse.get(partition)
@@ -96,6 +100,7 @@ class Supervisor:
         self._encode_state = encode_state
         self._decode_state = decode_state
         self._cache: dict[str, tuple[int, Any]] = {}
+        self.statuses: dict[int, Counter[str]] = {}  # owned partition -> cases by status (rules.facts.Status)
         self.misplaced = 0  # cases found on a partition other than the one their state was written from
         self.key_mismatch = 0  # records whose Kafka key is not their case number
 
@@ -106,19 +111,22 @@ class Supervisor:
         if not new:
             return
         entries: dict[int, list[tuple[str, float | None]]] = {p: [] for p in new}
+        statuses: dict[int, Counter[str]] = {p: Counter() for p in new}
         bad = 0
         for key, value in list(self.table.items()):
             if not isinstance(value, bytes | bytearray):
                 continue
             try:
-                p, due = record_header(value)
+                p, due, status = record_meta(value)
             except RecordError:
                 bad += 1
                 continue
             if p in entries:
                 entries[p].append((key.decode("utf-8") if isinstance(key, bytes) else str(key), due))
+                statuses[p][status] += 1
         for p in new:
             self.index.rebuild(p, entries[p])
+            self.statuses[p] = statuses[p]
             self.clocks.seed(p, committed(p))
         if bad:
             log.warning("state table: %d records in an unknown layout were left out of the deadline index", bad)
@@ -129,6 +137,7 @@ class Supervisor:
         gone = set(partitions)
         for p in gone:
             self.index.drop(p)
+            self.statuses.pop(p, None)
         self.clocks.forget(gone)
         if gone and self._cache:
             self._cache = {c: v for c, v in self._cache.items() if v[0] not in gone}
@@ -151,6 +160,7 @@ class Supervisor:
         clocks = self.clocks
         for rec, invalid in bad:
             eff.dead.append((rec, invalid.error))
+            eff.decoded.append(invalid)
             clocks.observe(rec.partition, rec.offset, None)
         touched: dict[str, tuple[int, Any]] = {}
         engine = self.engine
@@ -166,9 +176,12 @@ class Supervisor:
             touched[case] = (p, out.state)
             if out.findings:
                 eff.findings.extend(out.findings)
+                eff.received.extend([rec.timestamp_ms / 1000] * len(out.findings))
                 eff.batch_for(p).findings.extend(out.findings)
             if out.notes:
+                eff.notes.extend(out.notes)
                 eff.batch_for(p).notes.extend(out.notes)
+            eff.decoded.append(ev)
             clocks.observe(p, rec.offset, ev.occurred_at.timestamp())
         eff.events = len(good)
         self._finish(touched, eff)
@@ -197,11 +210,19 @@ class Supervisor:
                 touched[case] = (p, out.state)
                 if out.findings:
                     eff.findings.extend(out.findings)
+                    eff.received.extend([None] * len(out.findings))
                     eff.batch_for(p).findings.extend(out.findings)
                 if out.notes:
+                    eff.notes.extend(out.notes)
                     eff.batch_for(p).notes.extend(out.notes)
         self._finish(touched, eff)
         return eff
+
+    def status_counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for counts in self.statuses.values():
+            total.update(counts)
+        return total
 
     def next_deadline(self) -> float | None:
         ats = [a for a in (self.index.next_at(p) for p in self.index.partitions()) if a is not None]
@@ -212,14 +233,25 @@ class Supervisor:
         """New state records, facts and index entries for every case the batch or tick touched."""
         engine, table, index = self.engine, self.table, self.index
         enc = self._encode_state
+        statuses = self.statuses
         for case, (p, state) in touched.items():
             nd = engine.next_due(state)
             due = nd.timestamp() if nd is not None else None
-            record = encode_record(p, due, enc(state))
+            facts = engine.facts(state)
+            record = encode_record(p, due, enc(state), facts.status)
             key = case.encode("utf-8")
+            counts = statuses.get(p)
+            if counts is not None:
+                old = table.get(key)
+                if old is not None:
+                    try:
+                        counts[record_meta(old)[2]] -= 1
+                    except RecordError:
+                        pass
+                counts[facts.status] += 1
             table[key] = record
             eff.states.setdefault(p, {})[key] = record
-            eff.batch_for(p).facts.append(engine.facts(state))
+            eff.batch_for(p).facts.append(facts)
             index.set(p, case, due)
 
     def _load(self, case: str, partition: int) -> Any:
@@ -230,7 +262,7 @@ class Supervisor:
         if value is None:
             return None
         try:
-            stored_p, _ = record_header(value)
+            stored_p = record_meta(value)[0]
         except RecordError as exc:
             log.error("case %s: stored state unreadable (%s); starting it afresh", case, exc)
             return None

@@ -190,6 +190,14 @@ class WorkerProcess:
     def metric(self, key: str) -> float:
         return self.metrics().get(key, 0.0)
 
+    def applied(self) -> float:
+        """Input records this process has applied, valid or not (``esup_events_consumed_total``)."""
+        return sum(v for k, v in self.metrics().items() if k.startswith("esup_events_consumed_total{"))
+
+    def stored(self, table: str = "events") -> float:
+        """Rows this process has written to a warehouse table."""
+        return self.metric(f'esup_clickhouse_batch_rows_sum{{table="{table}"}}')
+
     def log_tail(self, n: int = 60) -> str:
         if not self.log_path.exists():
             return ""

@@ -169,14 +169,13 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(
     # The stream is a backlog: the file is history (its clock is frozen 90 days after it), so the workers
     # must not be told "caught up" half-way by a publisher slower than they are (see streams/clock.py).
     publish(feed.path, cfg, kafka_broker)
-    applied = 'esup_stream_events_total{result="valid"}'
     a.start()
     b.start()
     try:
-        killed_at = wait_for(lambda: (lambda n: n if n > 1500 else 0)(b.metric(applied)), 120,
+        killed_at = wait_for(lambda: (lambda n: n if n > 1500 else 0)(b.applied()), 120,
                              "worker b to be mid-stream", every=0.05, on_timeout=b.log_tail)
         b.kill()  # SIGKILL: no flush, no commit, batches in flight lost
-        total_then = a.metric(applied) + killed_at
+        total_then = a.applied() + killed_at
         assert total_then < len(feed.lines) * 0.9, "the stream was over before the kill"
         time.sleep(2)
         b.start()

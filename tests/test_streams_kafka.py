@@ -100,11 +100,7 @@ def test_one_worker_supervises_dead_letters_stores_and_alerts(kafka_broker: str,
     worker.start()
     try:
         def done() -> bool:
-            m = worker.metrics()
-            applied = m.get('esup_stream_events_total{result="valid"}', 0) + m.get(
-                'esup_stream_events_total{result="invalid"}', 0)
-            stored = m.get('esup_stream_warehouse_rows_total{table="events"}', 0)
-            return applied >= sent["sent"] and stored >= sent["sent"]
+            return worker.applied() >= sent["sent"] and worker.stored("events") >= sent["sent"]
 
         wait_for(done, 120, "the worker to apply and store every record", on_timeout=worker.log_tail)
         findings = wait_for(
