@@ -246,7 +246,8 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.received: Counter[str] = Counter()
-        self.reply: Callable[[str], str | None] = lambda did: None  # a 4xx/5xx reply instead of 250
+        # a 4xx/5xx reply instead of 250, from (delivery id, recipients)
+        self.reply: Callable[[str, list[str]], str | None] = lambda did, rcpts: None
         self.delay = 0.0  # seconds to sit on DATA (a gateway timing out)
         self.lock = threading.Lock()
         self.port = free_port()
@@ -260,7 +261,7 @@ class Mailbox:
             import asyncio
 
             await asyncio.sleep(self.delay)
-        answer = self.reply(did)
+        answer = self.reply(did, list(envelope.rcpt_tos))
         if answer is not None:
             return answer
         with self.lock:
@@ -291,9 +292,9 @@ class SmsGateway:
         self.url = self.server.url
 
     def _respond(self, req: Recorded, n: int) -> tuple[int, Any]:
-        if self.delay:
-            time.sleep(self.delay)
-        status = self.status(req)
+        status, delay = self.status(req), self.delay  # decided on arrival: a timed-out request stays refused
+        if delay:
+            time.sleep(delay)
         if status == 200:
             with self.lock:
                 self.received[req.headers.get("idempotency-key", "")] += 1
