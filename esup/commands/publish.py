@@ -38,19 +38,31 @@ def case_key(line: bytes) -> bytes | None:
 
 def publish_lines(lines: BinaryIO, *, bootstrap: list[str], topic: str, rate: float | None = None,
                   batch_bytes: int = 256 * 1024, linger_ms: int = 5,
-                  on_progress=None) -> dict[str, float]:
-    """Send every non-blank line; returns counts and timing. ``rate`` caps events per second."""
+                  on_progress=None, on_oversized=None) -> dict[str, float]:
+    """Send every non-blank line; returns counts and timing. ``rate`` caps events per second.
+
+    A line over the contract's per-event limit (``MAX_EVENT_BYTES``) is not sent: the workers would
+    only dead-letter it, and past the broker's message size it would stop the whole run half way.
+    It is counted in ``oversized`` and reported to ``on_oversized(line_number, size)``.
+    """
     from kafka import KafkaProducer
+
+    from schemas.events import MAX_EVENT_BYTES
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms,
                              batch_size=batch_bytes, max_request_size=2 * 1024 * 1024,
                              client_id="esup-publish")
-    sent = unkeyed = 0
+    sent = unkeyed = oversized = 0
     started = time.monotonic()
     try:
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
             line = line.rstrip(b"\r\n")
             if not line.strip():
+                continue
+            if len(line) > MAX_EVENT_BYTES:
+                oversized += 1
+                if on_oversized is not None:
+                    on_oversized(number, len(line))
                 continue
             key = case_key(line)
             if key is None:
@@ -67,7 +79,7 @@ def publish_lines(lines: BinaryIO, *, bootstrap: list[str], topic: str, rate: fl
     finally:
         producer.close()
     elapsed = time.monotonic() - started
-    return {"sent": sent, "unkeyed": unkeyed, "seconds": round(elapsed, 3),
+    return {"sent": sent, "unkeyed": unkeyed, "oversized": oversized, "seconds": round(elapsed, 3),
             "per_second": round(sent / elapsed, 1) if elapsed > 0 else 0.0}
 
 
@@ -128,21 +140,31 @@ def publish_command(
         if not as_json and n % 10000 == 0:
             console.print(f"已发送 {n} 条", highlight=False)
 
+    def oversized(number: int, size: int) -> None:
+        from schemas.events import MAX_EVENT_BYTES
+
+        console.print(f"[red]错误[/] 第 {number} 行 {size} 字节，超过单个事件 {MAX_EVENT_BYTES} 字节的上限，未发送",
+                      highlight=False)
+
     if str(file) == "-":
         result = publish_lines(sys.stdin.buffer, bootstrap=settings.bootstrap_servers, topic=target, rate=rate,
-                               batch_bytes=batch_bytes, on_progress=progress)
+                               batch_bytes=batch_bytes, on_progress=progress, on_oversized=oversized)
     else:
         if not file.exists():
             console.print(f"[red]文件不存在[/] {file}", highlight=False)
             raise typer.Exit(2)
         with open(file, "rb") as fh:
             result = publish_lines(fh, bootstrap=settings.bootstrap_servers, topic=target, rate=rate,
-                                   batch_bytes=batch_bytes, on_progress=progress)
+                                   batch_bytes=batch_bytes, on_progress=progress, on_oversized=oversized)
     if as_json:
         sys.stdout.write(msgspec.json.encode({"topic": target, **result}).decode() + "\n")
     else:
         Console().print(f"已发送 {result['sent']} 条到 {target}（{result['seconds']} 秒，"
                         f"{result['per_second']} 条/秒；无办件编号 {result['unkeyed']} 条）", highlight=False)
+    if result["oversized"]:
+        console.print(f"[red]{result['oversized']} 行超过大小上限未发送[/]：请拆分或去掉附件内容后重发这些行",
+                      highlight=False)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
