@@ -25,12 +25,32 @@ from streams.settings import StreamSettings
 log = logging.getLogger(__name__)
 
 
+def with_smtp(cfg: Any, hostport: str) -> Any:
+    """The routing configuration with its e-mail transport replaced by plain SMTP to ``host:port``.
+
+    For a deployment's mail catcher (docker-compose runs mailpit) without editing routing.yaml.
+    """
+    import msgspec
+
+    from alerting.config import EmailTransportConfig, SmtpTransport
+
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"alert_smtp {hostport!r}: expected host:port")
+    sender = cfg.transport.email.outbox.sender
+    email = EmailTransportConfig(kind="smtp", smtp=SmtpTransport(host=host, port=int(port), security="none",
+                                                                  sender=sender))
+    return msgspec.structs.replace(cfg, transport=msgspec.structs.replace(cfg.transport, email=email))
+
+
 class AlertHook:
     def __init__(self, settings: StreamSettings) -> None:
         from alerting import Dispatcher, JsonlDeliveryLog, load_alerting_config
 
         self.settings = settings
         cfg = load_alerting_config(settings.routing)
+        if settings.alert_smtp:
+            cfg = with_smtp(cfg, settings.alert_smtp)
         if settings.alert_log == "warehouse":
             from alerting.log_warehouse import WarehouseDeliveryLog
 

@@ -302,7 +302,7 @@ def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
     )
     from streams.consumer import install
 
-    install(app, s.consumer_fetch_wait_ms)
+    install(app, s.consumer_fetch_wait_ms, s.consumer_fast_delivery)
     rt = Runtime(app, s, engine)
     app.esup_runtime = rt  # type: ignore[attr-defined]
 

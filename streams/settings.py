@@ -66,6 +66,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     routing: str | None = None  # routing file (None: config/routing.yaml)
     alert_log: str = "warehouse"  # "warehouse", or a directory for the JSON Lines delivery log
     alert_outbox: str | None = None  # outbox directory when routing uses the outbox transports
+    alert_smtp: str | None = None  # host:port: send e-mail there (plain SMTP, e.g. a mail catcher), not per routing
     alert_tick_seconds: float = 30.0  # escalations and digests (on the leader worker only)
 
     # -- topics
@@ -95,6 +96,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     standby_replicas: int = 1  # hot copies of other workers' state (faster take-over)
     producer_max_batch_bytes: int = 1024 * 1024
     consumer_fetch_wait_ms: int = 100  # longest a fetch waits for data (see streams/consumer.py)
+    consumer_fast_delivery: bool = True  # hand records to agents without four tasks each (streams/consumer.py)
     table_store: str = "memory://"  # Faust table store; state is rebuilt from the changelog at start
 
     # -- Python's cyclic garbage collector (see streams.app.tune_gc)

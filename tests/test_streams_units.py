@@ -351,3 +351,42 @@ def test_finding_json_on_the_topic_is_the_contract_encoding() -> None:
     doc = json.loads(encode_finding(f))
     assert doc["finding_id"] == "f1" and doc["fired_at"].startswith("2026-10-09")
     assert not math.isnan(len(doc))
+
+
+# ---------------------------------------------------------------------------------------- consumer
+def test_resumed_delivery_continues_and_cancels_like_its_own_task() -> None:
+    """A delivery that had to wait is resumed where it stopped; a cancellation reaches it."""
+    from streams.consumer import _continue
+
+    async def scenario() -> tuple[object, list[str], list[str]]:
+        log: list[str] = []
+
+        async def deliver(gate: asyncio.Event) -> int:
+            log.append("start")
+            try:
+                await gate.wait()
+                await asyncio.sleep(0)
+                log.append("delivered")
+                return 42
+            except asyncio.CancelledError:
+                log.append("cancelled")
+                raise
+
+        gate = asyncio.Event()
+        coro = deliver(gate)
+        task = asyncio.ensure_future(_continue(coro, coro.send(None)))
+        await asyncio.sleep(0.01)
+        gate.set()
+        result = await task
+        first = list(log)
+        log.clear()
+        coro = deliver(asyncio.Event())
+        task = asyncio.ensure_future(_continue(coro, coro.send(None)))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return result, first, log
+
+    result, first, second = asyncio.run(scenario())
+    assert result == 42 and first == ["start", "delivered"] and second == ["start", "cancelled"]
