@@ -17,7 +17,6 @@ import itertools
 import os
 import random
 import re
-import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from schemas.events import CHINA_TZ
 from tests.test_reliability_support import (
     Broker,
     Mailbox,
+    OwnClickHouse,
     Publisher,
     SmsGateway,
     Worker,
@@ -43,7 +43,7 @@ from tests.test_reliability_support import (
     worker_config,
     worker_env,
 )
-from tests.warehouse_servers import clickhouse_server, server_binary, write_config  # noqa: F401 - fixture
+from tests.warehouse_servers import clickhouse_server  # noqa: F401 - fixture
 from warehouse import open_warehouse
 from warehouse.chain import verify
 
@@ -261,38 +261,6 @@ def test_broker_outage_and_rebalance_between_two_workers_lose_and_double_nothing
     print(f"\nRELIABILITY rebalance: {figures}")
 
 
-class OwnClickHouse:
-    """A ClickHouse server of this test's own, so it can be stopped and started again on its data."""
-
-    def __init__(self, root: Path) -> None:
-        binary = server_binary()
-        if binary is None:
-            pytest.skip("clickhouse-server is not installed")
-        self.binary, self.root = binary, root
-        root.mkdir(parents=True, exist_ok=True)
-        self.config, self.port = write_config(root)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        from clickhouse_driver import Client
-
-        with open(self.root / "log" / "stdout.log", "ab") as log:
-            self.proc = subprocess.Popen([self.binary, f"--config-file={self.config}"], cwd=self.root, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: Client(host="127.0.0.1", port=self.port, connect_timeout=1).execute("SELECT 1") is not None,
-                 30, "clickhouse-server to start", step=0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.mark.parametrize("outage", [
     pytest.param(20.0, marks=pytest.mark.slow, id="20s"),
     pytest.param(60.0, marks=[pytest.mark.slow, pytest.mark.soak], id="60s"),
@@ -301,6 +269,7 @@ def test_clickhouse_unavailable_while_events_arrive_then_everything_catches_up(
         tmp_path: Path, receivers: Any, outage: float) -> None:
     mailbox, sms = receivers
     ch = OwnClickHouse(tmp_path / "clickhouse")
+    ch.start()
     lines = sorted_feed(8_000, seed=11)
     before_all = event_times(lines)[0] - timedelta(days=1)  # events keep arriving: see the kill test
     routing = routing_file(tmp_path / "routing.yaml", mailbox.port, sms.url)

@@ -37,6 +37,7 @@ from aiosmtpd.controller import Controller
 
 from tests.stream_servers import WorkerProcess, stream_config, tansu_binary
 from tests.test_alerting_support import HttpServer, Recorded, free_port
+from tests.warehouse_servers import absent_server_action, server_binary, write_config
 
 # ------------------------------------------------------------------------------------------ broker
 
@@ -324,6 +325,43 @@ def routing_file(path: Path, smtp_port: int, sms_url: str, **retry: Any) -> Path
     }
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")  # JSON is YAML
     return path
+
+
+# ----------------------------------------------------------------------------------- clickhouse
+
+
+class OwnClickHouse:
+    """A ClickHouse server of a test's own (``start`` it), to stop and start again on its data or give users of its own."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        binary = server_binary()
+        if binary is None:
+            action, reason = absent_server_action()
+            if action == "fail":
+                pytest.fail(f"CI=true but {reason}")
+            pytest.skip(reason)
+        self.binary, self.root, self.env = binary, root, {**os.environ, **(env or {})}
+        root.mkdir(parents=True, exist_ok=True)
+        self.config, self.port = write_config(root)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from clickhouse_driver import Client
+
+        with open(self.root / "log" / "stdout.log", "ab") as log:
+            self.proc = subprocess.Popen([self.binary, f"--config-file={self.config}"], cwd=self.root, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+        wait_for(lambda: Client(host="127.0.0.1", port=self.port, connect_timeout=1).execute("SELECT 1") is not None,
+                 30, "clickhouse-server to start", step=0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 # ------------------------------------------------------------------------------------ traffic

@@ -35,6 +35,13 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, "", ""))
 
 
+def printable_target(target: str | None) -> str | None:
+    """A warehouse target fit to print or log: a ClickHouse URL without its password, a directory as it is."""
+    if target and target.startswith(("clickhouse://", "clickhouses://")):
+        return _redact(target)
+    return target
+
+
 class ServerWarehouse(BaseWarehouse):
     kind = "server"
 

@@ -108,6 +108,7 @@ def execute_replay(*, data_dir: Path | None = None, clickhouse_url: str | None =
     )
     from streams.replay_diff import compare, explain
     from warehouse import Sink, open_warehouse
+    from warehouse.server import printable_target
 
     target = warehouse_target(data_dir, clickhouse_url)
     need_wh = not no_store or diff or events is None
@@ -212,7 +213,7 @@ def execute_replay(*, data_dir: Path | None = None, clickhouse_url: str | None =
                 for f in findings:
                     fh.write(encode_finding(f) + b"\n")
         out: dict[str, Any] = {"plan": plan, "result": result, "findings": findings, "selected": selected,
-                               "stored_in": None if no_store else target, "engines": engines, "diff": None,
+                               "stored_in": None if no_store else printable_target(target), "engines": engines, "diff": None,
                                "cases_not_found": sorted(set(plan.selection.cases) - {c.case_id for c in selected}),
                                "archive_invalid": len(source.invalid) if isinstance(source, ArchiveSource) else 0}
         if diff:

@@ -71,6 +71,7 @@ def execute(events_path: str, *, catalog: Path | None = None, rules_config: Path
     from rules.engine import Engine
     from rules.findings import encode_finding
     from streams.embedded import load, run_events
+    from warehouse.server import printable_target
 
     engine = Engine.default(str(catalog) if catalog else None, str(rules_config) if rules_config else None)
     naive = naive_tz_from(engine.config.naive_timezone)
@@ -115,7 +116,7 @@ def execute(events_path: str, *, catalog: Path | None = None, rules_config: Path
     return {
         "result": result, "lines": lines, "valid": len(valid), "invalid": len(invalid),
         "catalog_version": engine.catalogs.latest.version, "rules_version": engine.config.version,
-        "stored_in": store if isinstance(store, str) or store is None else store.kind,
+        "stored_in": printable_target(store) if isinstance(store, str) or store is None else store.kind,
     }
 
 
@@ -145,13 +146,16 @@ def run_command(
             raise typer.Exit(2) from None
         raise
     result = out["result"]
+    from warehouse.server import printable_target
+
+    shown = printable_target(store)  # never the password of a clickhouse:// URL
     if as_json:
         doc = {
             "lines": out["lines"], "valid": out["valid"], "invalid": out["invalid"], "cases": result.cases,
             "until": result.until.isoformat() if result.until else None,
             "findings": len(result.findings),
             "by_rule": {f"{r}/{s}": n for (r, s), n in sorted(result.by_rule().items())},
-            "notes": dict(sorted(result.notes_by_kind().items())), "stored_in": store,
+            "notes": dict(sorted(result.notes_by_kind().items())), "stored_in": shown,
         }
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
         return
@@ -161,7 +165,7 @@ def run_command(
     if result.notes:
         c.print("数据说明：" + "，".join(f"{k} {v}" for k, v in sorted(result.notes_by_kind().items())))
     if store:
-        c.print(f"已写入数据仓库：{store}")
+        c.print(f"已写入数据仓库：{shown}")
     c.print(summary_table(result.by_rule(), "监察发现（按规则与等级）"))
 
 
