@@ -3,8 +3,8 @@
 * ``build`` writes ``dashboards/json/*.json`` and the provisioning files (for a Grafana provisioned
   from files, e.g. docker-compose).
 * ``push`` publishes the folder, the two data sources and the dashboards to a running Grafana over
-  its HTTP API (``grafana-client``); the token comes from ``--token`` or ``GRAFANA_TOKEN`` and is
-  never printed.
+  its HTTP API (``grafana-client``); the token comes from ``GRAFANA_TOKEN`` (the environment, or the
+  secrets file named by ``ESUP_SECRETS_FILE``) or ``--token``, and is never printed.
 * ``check`` runs every ClickHouse panel query against a warehouse exactly as Grafana would send it,
   so a schema change that breaks a panel is found before the inspectors find it.
 """
@@ -27,6 +27,26 @@ _KINDS = {"folder": "文件夹", "datasource": "数据源", "dashboard": "仪表
 def _fail(message: str) -> typer.Exit:
     Console(stderr=True).print(f"[red]错误：[/]{message}", highlight=False)
     return typer.Exit(1)
+
+
+def _secrets(token: str | None, password: str | None) -> tuple[str | None, str | None]:
+    """The Grafana token and the ClickHouse password: options (or their environment variables), else the
+    secrets file. A value typed on the command line is visible in the process list and the shell's
+    history, so it works but is discouraged."""
+    import os
+
+    from alerting.secrets import get_secret
+
+    if token is not None and token != os.environ.get("GRAFANA_TOKEN"):
+        Console(stderr=True).print("[yellow]提示：[/]--token 会留在进程列表和命令历史中，请改用环境变量 "
+                                   "GRAFANA_TOKEN 或密钥文件（ESUP_SECRETS_FILE）", highlight=False)
+    if token is None:
+        found = get_secret("GRAFANA_TOKEN", required=False)
+        token = found.reveal() if found else None
+    if password is None:
+        found = get_secret("ESUP_CLICKHOUSE_PASSWORD", required=False)
+        password = found.reveal() if found else None
+    return token, password
 
 
 def _instant(text: str | None, default: datetime) -> datetime:
@@ -71,6 +91,8 @@ def register(app: typer.Typer) -> None:
         """发布数据源与仪表盘到 Grafana（已存在的按 uid 更新）。"""
         from dashboards.build import build_all, datasources
         from dashboards.push import PushError, connect, push, safe_url
+
+        token, clickhouse_password = _secrets(token, clickhouse_password)
 
         dss = [] if no_datasources else datasources(clickhouse_host, clickhouse_port, clickhouse_user,
                                                      clickhouse_database, clickhouse_password, prometheus_url)
