@@ -79,8 +79,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     batch_max: int = 2000  # events per supervise batch
     batch_within: float = 0.05  # seconds a batch waits to fill
     max_inflight: int = 3  # batches whose effects are still being made durable (back-pressure)
-    sink_batch_max: int = 500  # warehouse messages per ClickHouse write
-    sink_within: float = 0.5  # seconds the sink waits to fill a write
+    sink_batch_max: int = 2000  # warehouse messages per ClickHouse write
+    sink_within: float = 2.0  # seconds the sink waits to fill a write (fewer, larger parts: less merging)
     state_cache: int = 200_000  # decoded case states kept in memory (the table keeps the bytes)
     warehouse_message_bytes: int = 512 * 1024  # a warehouse-batches message stays below this
 

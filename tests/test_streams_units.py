@@ -390,3 +390,9 @@ def test_resumed_delivery_continues_and_cancels_like_its_own_task() -> None:
 
     result, first, second = asyncio.run(scenario())
     assert result == 42 and first == ["start", "delivered"] and second == ["start", "cancelled"]
+
+
+def test_the_example_worker_configuration_loads() -> None:
+    example = Path(__file__).resolve().parent.parent / "streams" / "worker.example.yaml"
+    s = load_settings(example, env={})
+    assert s.partitions == 16 and s.replication == 3 and len(s.bootstrap_servers) == 3
