@@ -129,6 +129,15 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _escaped(value: str) -> str:
+    """chDB reads a String parameter in ClickHouse's escaped (TSV) form: a backslash, tab or newline in the
+    value must be escaped, or the value is refused (a lone backslash) or changed (``\\t`` read as a tab)."""
+    return value.translate(_TSV_ESCAPES)
+
+
 def _check(name: str, ch_type: str, value: Any) -> None:
     if _INT_TYPES.match(ch_type):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -184,7 +193,7 @@ def bind(sql: str, params: dict[str, Any] | None, backend: str, dialect: Dialect
                 return f"{{{name}:Array(String)}}"
             used[name] = list(value)
             return f"CAST(%({name})s AS Array(String))"
-        used[name] = value
+        used[name] = _escaped(value) if backend == "chdb" and ch_type == "String" else value
         return f"{{{name}:{ch_type}}}" if backend == "chdb" else f"%({name})s"
 
     if backend == "server":

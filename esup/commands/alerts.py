@@ -58,15 +58,19 @@ AtOpt = Annotated[
 ]
 
 
-def _open_log(log_dir: Path | None, warehouse: str | None) -> Any:
+def _open_log(ctx: typer.Context, log_dir: Path | None, warehouse: str | None) -> Any:
+    """The delivery log, closed when the command ends (a chDB warehouse is one per process)."""
     target = warehouse or os.environ.get(WAREHOUSE_ENV)
     if target:
         from alerting.log_warehouse import WarehouseDeliveryLog
 
-        return WarehouseDeliveryLog.open(target)
-    from alerting.log_jsonl import JsonlDeliveryLog
+        log: Any = WarehouseDeliveryLog.open(target)
+    else:
+        from alerting.log_jsonl import JsonlDeliveryLog
 
-    return JsonlDeliveryLog(log_dir or Path(os.environ.get(LOG_ENV) or DEFAULT_LOG_DIR))
+        log = JsonlDeliveryLog(log_dir or Path(os.environ.get(LOG_ENV) or DEFAULT_LOG_DIR))
+    ctx.call_on_close(log.close)
+    return log
 
 
 def _now(at: datetime | None) -> datetime:
@@ -119,6 +123,7 @@ def register(app: typer.Typer) -> None:
 
     @alerts_app.command("list")
     def list_(
+        ctx: typer.Context,
         status: Annotated[
             list[str] | None,
             typer.Option(
@@ -144,7 +149,7 @@ def register(app: typer.Typer) -> None:
         valid = {"open", "acknowledged", "resolved", "dismissed", "all"}
         if wanted - valid:
             raise _fail(f"未知状态：{'、'.join(sorted(wanted - valid))}（可选 {'、'.join(sorted(valid))}）")
-        log = _open_log(log_dir, warehouse)
+        log = _open_log(ctx, log_dir, warehouse)
         rows = log.list_alerts(statuses=None if "all" in wanted else wanted)
         if severity:
             rows = [a for a in rows if a.severity == severity]
@@ -179,6 +184,7 @@ def register(app: typer.Typer) -> None:
 
     @alerts_app.command("show")
     def show(
+        ctx: typer.Context,
         alert: Annotated[str, typer.Argument(metavar="ALERT", help="告警编号（或至少 6 位前缀）")],
         log_dir: LogOpt = None,
         warehouse: WarehouseOpt = None,
@@ -189,7 +195,7 @@ def register(app: typer.Typer) -> None:
         from alerting.masking import mask_text
         from alerting.render import rule_name
 
-        log = _open_log(log_dir, warehouse)
+        log = _open_log(ctx, log_dir, warehouse)
         try:
             st = find_alert(log, alert)
         except AlertLifecycleError as exc:
@@ -253,6 +259,7 @@ def register(app: typer.Typer) -> None:
 
     @alerts_app.command("ack")
     def ack(
+        ctx: typer.Context,
         alert: Annotated[str, typer.Argument(metavar="ALERT", help="告警编号（或至少 6 位前缀）")],
         by: Annotated[str, typer.Option("--by", help="签收人")],
         at: AtOpt = None,
@@ -263,7 +270,7 @@ def register(app: typer.Typer) -> None:
         """签收告警：表示已有人负责处理，红牌不再按时升级。"""
         from alerting.lifecycle import AlertLifecycleError, acknowledge
 
-        log = _open_log(log_dir, warehouse)
+        log = _open_log(ctx, log_dir, warehouse)
         try:
             st = acknowledge(log, alert, by, _now(at))
         except AlertLifecycleError as exc:
@@ -276,6 +283,7 @@ def register(app: typer.Typer) -> None:
             )
 
     def _close(
+        ctx: typer.Context,
         alert: str,
         by: str,
         reason: str,
@@ -287,7 +295,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from alerting.lifecycle import AlertLifecycleError, close
 
-        log = _open_log(log_dir, warehouse)
+        log = _open_log(ctx, log_dir, warehouse)
         try:
             st = close(log, alert, by, reason, _now(at), dismiss=dismiss)
         except AlertLifecycleError as exc:
@@ -302,6 +310,7 @@ def register(app: typer.Typer) -> None:
 
     @alerts_app.command("resolve")
     def resolve(
+        ctx: typer.Context,
         alert: Annotated[str, typer.Argument(metavar="ALERT", help="告警编号（或至少 6 位前缀）")],
         by: Annotated[str, typer.Option("--by", help="处理人")],
         reason: Annotated[str, typer.Option("--reason", help="办结说明（必填）")],
@@ -312,10 +321,11 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """办结告警（已整改），或加 --dismiss 撤销（误报）；必须说明原因。"""
-        _close(alert, by, reason, at, log_dir, warehouse, as_json, dismiss)
+        _close(ctx, alert, by, reason, at, log_dir, warehouse, as_json, dismiss)
 
     @alerts_app.command("dismiss")
     def dismiss_(
+        ctx: typer.Context,
         alert: Annotated[str, typer.Argument(metavar="ALERT", help="告警编号（或至少 6 位前缀）")],
         by: Annotated[str, typer.Option("--by", help="处理人")],
         reason: Annotated[str, typer.Option("--reason", help="撤销原因（必填）")],
@@ -325,10 +335,11 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """撤销告警（误报等），必须说明原因。"""
-        _close(alert, by, reason, at, log_dir, warehouse, as_json, True)
+        _close(ctx, alert, by, reason, at, log_dir, warehouse, as_json, True)
 
     @alerts_app.command("tick")
     def tick(
+        ctx: typer.Context,
         at: AtOpt = None,
         config: Annotated[
             Path | None, typer.Option("--config", help="路由配置（默认 config/routing.yaml）")
@@ -349,7 +360,7 @@ def register(app: typer.Typer) -> None:
             cfg = load_alerting_config(config)
         except RoutingConfigError as exc:
             raise _fail(f"路由配置有误：{exc}") from None
-        log = _open_log(log_dir, warehouse)
+        log = _open_log(ctx, log_dir, warehouse)
         d = Dispatcher(cfg, log, outbox_dir=str(outbox) if outbox else None)
         try:
             report = process_due(d, _now(at))
