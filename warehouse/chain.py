@@ -108,24 +108,35 @@ class ChainWriter:
         if not by_case:
             return 0
         tails = self._tails(sorted(by_case))
-        cols: dict[str, list[Any]] = {k: [] for k in
-                                      ("case_id", "position", "event_id", "raw_sha256", "prev_hash", "hash")}
+        sha256 = hashlib.sha256
+        cases: list[str] = []
+        positions: list[int] = []
+        event_ids: list[str] = []
+        leaves: list[str] = []
+        prevs: list[str] = []
+        hashes: list[str] = []
         for case_id, lines in by_case.items():
             t = tails[case_id]
+            keys, position, prev = t.keys, t.position, t.hash
+            prev_bytes = bytes.fromhex(prev)
             for event_id, raw in lines:
-                key = (event_id, leaf(raw))
-                if key in t.keys:
+                key = (event_id, sha256(raw).hexdigest())
+                if key in keys:
                     continue
-                t.keys.add(key)
-                new = link(t.hash, raw)
-                t.position += 1
-                for name, value in (("case_id", case_id), ("position", t.position), ("event_id", event_id),
-                                    ("raw_sha256", key[1]), ("prev_hash", t.hash), ("hash", new)):
-                    cols[name].append(value)
-                t.hash = new
-        n = len(cols["case_id"])
+                keys.add(key)
+                digest = sha256(prev_bytes + raw).digest()
+                position += 1
+                cases.append(case_id)
+                positions.append(position)
+                event_ids.append(event_id)
+                leaves.append(key[1])
+                prevs.append(prev)
+                prev, prev_bytes = digest.hex(), digest
+                hashes.append(prev)
+        n = len(cases)
         if n:
-            cols["chained_at"] = [at or datetime.now(UTC)] * n
+            cols = {"case_id": cases, "position": positions, "event_id": event_ids, "raw_sha256": leaves,
+                    "prev_hash": prevs, "hash": hashes, "chained_at": [at or datetime.now(UTC)] * n}
             self.wh.write(self.wh.prepare("event_chain", cols))
             self.links_written += n
         return n
