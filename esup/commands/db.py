@@ -19,6 +19,7 @@ _TARGET_HELP = "数据仓库目标：目录或 chdb:DIR（内嵌 chDB），或 c
 _TABLE_NAMES = {
     "events": "原始事件（含无效）", "events_invalid": "　其中无效事件", "case_facts": "办件事实",
     "findings": "监察发现", "notes": "引擎说明", "alert_deliveries": "告警投递记录", "alert_lifecycle": "告警状态记录",
+    "event_chain": "事件哈希链（防篡改）",
     "daily_case_metrics": "日统计：办件", "daily_findings": "日统计：监察发现", "daily_deliveries": "日统计：投递",
 }
 
