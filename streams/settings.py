@@ -81,7 +81,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_inflight: int = 3  # batches whose effects are still being made durable (back-pressure)
     sink_batch_max: int = 2000  # warehouse messages per ClickHouse write
     sink_within: float = 2.0  # seconds the sink waits to fill a write (fewer, larger parts: less merging)
-    state_cache: int = 200_000  # decoded case states kept in memory (the table keeps the bytes)
+    state_cache: int = 100_000  # decoded case states kept in memory (the table keeps the bytes)
     warehouse_message_bytes: int = 512 * 1024  # a warehouse-batches message stays below this
 
     # -- time
@@ -102,6 +102,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # -- Python's cyclic garbage collector (see streams.app.tune_gc)
     gc_threshold: int = 50_000  # allocations between young-generation collections (Python's default: 700)
     gc_freeze_seconds: float = 2.0  # move survivors out of the collector's sight this often; 0: never
+    gc_full_seconds: float = 900.0  # a full collection of everything, frozen included, this often; 0: never
 
     def __post_init__(self) -> None:
         problems = []
