@@ -274,6 +274,32 @@ def test_a_failed_write_is_kept_and_written_once_later(wh: Any, syn: Synthetic) 
     assert (c["events"], c["case_facts"], c["findings"]) == (syn.distinct_lines, syn.cases, len(syn.finding_ids))
 
 
+def test_a_failed_batch_is_retried_on_time_without_new_rows(wh: Any, syn: Synthetic) -> None:
+    class FlakyOnce:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.failures = inner, 1
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def write(self, prepared: Any) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("ClickHouse restarting")
+            self.inner.write(prepared)
+
+    sink = Sink(FlakyOnce(wh), max_rows=10**6, max_seconds=0.3)
+    try:
+        sink.add_events([s.item for s in syn.steps[:80]])
+        deadline = time.monotonic() + 20
+        while counts(wh)["events"] == 0:
+            assert time.monotonic() < deadline, "the failed batch was never written again"
+            time.sleep(0.1)
+    finally:
+        sink.close()  # nothing is left unwritten, so the transient failure is not raised any more
+    assert counts(wh)["events"] == len({s.item[1] for s in syn.steps[:80]})
+
+
 def test_the_sink_flushes_on_time_when_nothing_else_happens(wh: Any, syn: Synthetic) -> None:
     sink = Sink(wh, max_rows=10**6, max_seconds=0.3)
     try:

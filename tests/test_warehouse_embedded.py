@@ -285,7 +285,7 @@ def _tricky_facts() -> list[Any]:
                 promised_due_at=None, statutory_due_at=datetime(2040, 1, 1, tzinfo=CHINA_TZ), decided_at=None,
                 outcome="approved", completed_at=datetime(2026, 4, 2, 10, 0, tzinfo=CHINA_TZ), delivered_at=None,
                 paused_working_days=3, supplement_count=2, extension_days=10, fee_assessed=Decimal("200.5"),
-                fee_paid=Decimal("0.0001"), fee_waived=Decimal(0), fee_refunded=Decimal("12345678.12"),
+                fee_paid=Decimal("0.0001"), fee_waived=Decimal("1.23456789"), fee_refunded=Decimal("12345678.12"),
                 rating_level=None, complaint_count=1, on_time=False,
                 last_event_at=datetime(2026, 4, 2, 10, 0, tzinfo=CHINA_TZ))
     plain = {k: None for k in ("item_code", "item_name", "item_kind", "department", "window", "region_code",
@@ -298,9 +298,8 @@ def _tricky_facts() -> list[Any]:
 
 def test_fast_paths_store_exactly_what_the_column_path_stores(tmp_path: Path) -> None:
     """Events and facts go to chDB as JSON extracted by the engine; the rows must equal the plain path's."""
-    from warehouse.rows import event_columns, facts_columns
-
     from schemas.events import Accepted, Applicant, Rated, StepCompleted, encode_event
+    from warehouse.rows import event_columns, facts_columns
 
     syn = generate(3000, seed=3)
     items = [s.item for s in syn.steps]
@@ -336,6 +335,7 @@ def test_fast_paths_store_exactly_what_the_column_path_stores(tmp_path: Path) ->
     assert fast[0] == plain[0]
     assert fast[1] == plain[1]
     assert plain[1][0]["fee_paid"] == Decimal("0.0001") and plain[1][0]["on_time"] == 0
+    assert plain[1][0]["fee_waived"] == Decimal("1.2345")  # 4 decimals, truncated on both paths
     assert plain[1][1]["on_time"] == 1 and plain[1][1]["submitted_at"] is None
 
 
@@ -354,3 +354,22 @@ def test_fast_paths_refuse_naive_times(tmp_path: Path) -> None:
         with pytest.raises(WarehouseError, match="without UTC offset"):
             wh.write(wh.prepare_facts([msgspec.structs.replace(bad, decided_at=datetime(2026, 3, 1, 8, 0))]))
         assert counts(wh)["events"] == 0 and counts(wh)["case_facts"] == 0
+
+
+def test_the_sink_keeps_the_highest_version_of_each_case_in_any_order() -> None:
+    from warehouse import Sink
+
+    facts = _tricky_facts()[0]
+    import msgspec
+
+    def v(case: str, n: int) -> Any:
+        return msgspec.structs.replace(facts, case_id=case, version=n)
+
+    sink = Sink(object(), max_rows=10**6, max_seconds=0, chain=False)
+    sink.add_facts([v("a", 1), v("b", 5), v("a", 3)])
+    sink.add_facts([v("a", 2), v("b", 7), v("c", 1)])
+    sink.add_facts([v("c", 4), v("c", 2), v("b", 6)])
+    sink.add_facts([v("a", 2), v("c", 4), v("b", 7)])  # equal versions: the later one is kept
+    assert {k: f.version for k, f in sink._facts.items()} == {"a": 3, "b": 7, "c": 4}
+    sink._facts.clear()  # nothing to write: the fake warehouse cannot
+    sink.close()
