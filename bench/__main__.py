@@ -58,6 +58,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps({name: figures}, ensure_ascii=False), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{out['date']}-{out['machine']['host'] or 'host'}.json"
+    if path.exists():  # a partial run (`python -m bench engine`) keeps the other suites' figures of the day
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        out["results"] = {**earlier.get("results", {}), **out["results"]}
     path.write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(f"written {path}")
     return 0
