@@ -184,7 +184,7 @@ def step_deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
                 out.append(Deadline(
                     "TIMEOUT.STEP_OVERDUE", step, at2, _min(done[0] if done else None, terminal),
                     _step_message(ctx, step, limit, at2),
-                    officer=done[1] if done else None,
+                    officer=None,  # who completes the step later is not known when the deadline passes
                 ))
         if done is None:
             break
