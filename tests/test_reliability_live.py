@@ -234,19 +234,19 @@ def test_broker_outage_and_rebalance_between_two_workers_lose_and_double_nothing
         a.start()
         wait_for(lambda: stored.events() > 0, 60, "A to start storing", step=0.3, on_timeout=a.log_tail)
         b.start()  # rebalance mid-stream
-        time.sleep(3)
+        wait_for(b.ready, 60, "B to join", step=0.3, on_timeout=b.log_tail)
         broker.outage(8.0)  # every client loses the broker mid-stream
-        wait_for(lambda: a.alive() and b.alive() and stored.events() >= len(exp["lines"]), 60,
+        wait_for(lambda: a.supervise() and b.supervise() and stored.events() >= len(exp["lines"]), 60,
                  "both workers to store the stream", on_timeout=lambda: a.log_tail() + b.log_tail())
         assert time.monotonic() - t0 < lead - 15, "the stream took too long: deadlines would fire before A dies"
         b_metrics_before = metric_value(b.metrics(), "esup_stream_findings_total", source="ticker")
         a.kill()  # A's partitions move to B, with their pending deadlines
-        wait_for(lambda: _complete(exp, stored, mailbox, sms), lead + 60,
+        wait_for(lambda: b.supervise() and _complete(exp, stored, mailbox, sms), lead + 60,
                  "the deadlines of the moved partitions to fire on B", on_timeout=b.log_tail)
         time.sleep(3)
         fired_on_b = metric_value(b.metrics(), "esup_stream_findings_total", source="ticker") - b_metrics_before
         b.stop()
-        figures = _check(exp, stored, mailbox, sms, kills=1)  # A was killed
+        figures = _check(exp, stored, mailbox, sms, kills=1 + a.restarts + b.restarts)  # A was killed
     finally:
         a.stop(timeout=5)
         b.stop(timeout=5)
@@ -257,7 +257,8 @@ def test_broker_outage_and_rebalance_between_two_workers_lose_and_double_nothing
     moved = re.findall(r"deadline index: partitions \[([0-9, ]+)\]", b.log_path.read_text())
     assert {int(p) for group in moved for p in group.split(",")} == {0, 1, 2, 3}, moved
     figures.update(deadlines_at_midnight=len(at_midnight), cases_due=due_cases, fired_on_b=int(fired_on_b),
-                   broker_cuts=broker.gate.cuts, partitions_indexed_by_b=moved)
+                   broker_outages=broker.outages, partitions_indexed_by_b=moved,
+                   restarted_after_outage=a.restarts + b.restarts)
     print(f"\nRELIABILITY rebalance: {figures}")
 
 
@@ -291,6 +292,7 @@ def test_clickhouse_unavailable_while_events_arrive_then_everything_catches_up(
         time.sleep(outage)
         during = worker.metrics()
         errors = metric_value(during, "esup_stream_errors_total", kind="warehouse")
+        write_errors = metric_value(during, "esup_clickhouse_write_errors_total")  # EsupClickHouseWriteErrors
         applied_during = metric_value(during, "esup_stream_events_total", result="valid") - applied_before
         ch.start()
         publisher.join()
@@ -307,9 +309,11 @@ def test_clickhouse_unavailable_while_events_arrive_then_everything_catches_up(
         broker.stop()
         ch.stop()
     assert errors >= 3, f"the failed writes are counted in esup_stream_errors_total{{kind='warehouse'}}: {errors}"
+    assert write_errors >= 1, "the failed writes show where the dashboards and the alert rules look"
     assert applied_during > 0, "supervision went on while ClickHouse was down"
     retries = len(re.findall(r"warehouse write failed .*retrying in ([0-9.]+) s", worker.log_path.read_text()))
     figures.update(outage_seconds=outage, warehouse_errors_counted=int(errors), write_retries_logged=retries,
+                   clickhouse_write_errors=int(write_errors),
                    events_applied_during_outage=int(applied_during), catch_up_seconds=round(catch_up),
                    total_seconds=round(time.monotonic() - down_at))
     print(f"\nRELIABILITY clickhouse: {figures}")

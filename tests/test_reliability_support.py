@@ -61,7 +61,6 @@ class Gate:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._server: socket.socket | None = None
-        self.cuts = 0
         self.restore()
 
     def restore(self) -> None:
@@ -73,7 +72,6 @@ class Gate:
         threading.Thread(target=self._accept, args=(s,), daemon=True, name="gate-accept").start()
 
     def cut(self) -> None:
-        self.cuts += 1
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -144,9 +142,11 @@ class Broker:
                 assert self.proc.poll() is None and time.monotonic() < deadline, "tansu did not start"
                 time.sleep(0.05)
         self.url = f"kafka://127.0.0.1:{self.gate.port}"
+        self.outages = 0
 
     def outage(self, seconds: float) -> None:
         """Every client loses the broker for ``seconds`` (connections reset, then refused)."""
+        self.outages += 1
         self.gate.cut()
         time.sleep(seconds)
         self.gate.restore()
@@ -172,6 +172,7 @@ class Worker(WorkerProcess):
     def __init__(self, name: str, root: Path, config: Path, env: dict[str, str]) -> None:
         super().__init__(name, root, config, env)
         self.kills = 0
+        self.restarts = 0
 
     def kill(self) -> None:
         if self.alive():
@@ -181,6 +182,18 @@ class Worker(WorkerProcess):
     def restart(self) -> None:
         self.kill()
         self.start()
+
+    def supervise(self) -> bool:
+        """What systemd's Restart=always does: start the worker again if it stopped (a worker stops on
+        purpose when a write fails past its retries: the restart redoes the uncommitted work)."""
+        if not self.alive():
+            self.restarts += 1
+            self.start()
+        return True
+
+    def ready(self) -> bool:
+        """Faust said Ready in this worker's log (since its first start)."""
+        return self.log_path.exists() and "[^Worker]: Ready" in self.log_path.read_text(errors="replace")
 
 
 def metric_value(samples: dict[str, float], name: str, **labels: str) -> float:
