@@ -99,6 +99,8 @@ def test_channels_down_then_back_every_alert_goes_out_once_and_permanent_failure
     assert set(on_wire) == set(wanted) - gone, "every alert went out, except to the mailbox that is gone"
     assert all(n == 1 for n in on_wire.values()), "and each exactly once"
     assert _failed_total("email") - failed_email_before >= len(gone) + 1
+    print(f"\nRELIABILITY alerts: notices={len(wanted)} delivered_once={len(on_wire)} failed_for_good={len(gone)} "
+          f"tries_slept={slept[:4]}")
 
     # What failed for good is visible: esup alerts show, with the relay's answer ...
     runner = CliRunner()
