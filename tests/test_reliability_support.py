@@ -450,7 +450,11 @@ def expected(lines: list[bytes], until: datetime | None, routing: Path) -> dict[
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, step: float = 1.0,
              on_timeout: Callable[[], str] = lambda: "") -> float:
-    """Poll ``check`` until true; returns the seconds it took, fails with ``what`` on timeout."""
+    """Poll ``check`` until true; returns the seconds it took, fails with ``what`` on timeout.
+
+    Unlike ``tests.stream_servers.wait_for``, a check that raises counts as "not yet": these tests poll
+    stores that are down on purpose.
+    """
     start = time.monotonic()
     while True:
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -23,6 +22,7 @@ from clickhouse_driver import Client, errors
 
 from tests.stream_servers import ESUP
 from tests.test_reliability_support import OwnClickHouse
+from tests.test_security_support import CapturedLogs, debug_logs
 from warehouse import WarehouseError, open_warehouse
 from warehouse.sql import split_statements
 
@@ -100,33 +100,14 @@ def test_the_dashboards_user_reads_and_can_do_nothing_else(server: OwnClickHouse
     assert after == before
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.text: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.text.append(self.format(record))
-        if record.exc_info:
-            self.text.append(logging.Formatter().formatException(record.exc_info))
-
-
 @pytest.fixture
-def debug_logs() -> Iterator[_Records]:
-    records = _Records()
-    root = logging.getLogger()
-    old = root.level
-    root.addHandler(records)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        root.removeHandler(records)
-        root.setLevel(old)
+def logs() -> Iterator[CapturedLogs]:
+    with debug_logs() as captured:
+        yield captured
 
 
 @pytest.mark.server
-def test_the_clickhouse_password_never_shows(server: OwnClickHouse, tmp_path: Path, debug_logs: _Records,
+def test_the_clickhouse_password_never_shows(server: OwnClickHouse, tmp_path: Path, logs: CapturedLogs,
                                              capfd: pytest.CaptureFixture[str]) -> None:
     seen: list[str] = []
     # In this process, at DEBUG: connect, migrate, write, read, and a wrong password.
@@ -152,7 +133,7 @@ def test_the_clickhouse_password_never_shows(server: OwnClickHouse, tmp_path: Pa
     assert bad.returncode != 0
     seen += [bad.stdout.decode(errors="replace"), bad.stderr.decode(errors="replace")]
     captured = capfd.readouterr()
-    seen += [captured.out, captured.err, *debug_logs.text]
+    seen += [captured.out, captured.err, *logs.text]
     leaks = [s[:300] for s in seen if WRITER_PW in s]
     assert not leaks, leaks
-    assert any("esup_writer" in s for s in debug_logs.text + seen), "the checks saw the connection at all"
+    assert any("esup_writer" in s for s in logs.text + seen), "the checks saw the connection at all"

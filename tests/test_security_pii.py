@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import logging
 import re
 import zipfile
 from pathlib import Path
@@ -22,17 +21,9 @@ from prometheus_client import REGISTRY, generate_latest
 from typer.testing import CliRunner
 
 from esup.cli import app
+from tests.test_security_support import debug_logs
 
 CASES = 800
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 def _text(path: Path) -> str:
@@ -60,21 +51,12 @@ def _text(path: Path) -> str:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("demo")
-    records = _Records()
-    records.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    root_logger = logging.getLogger()
-    old_level = root_logger.level
-    root_logger.addHandler(records)
-    root_logger.setLevel(logging.DEBUG)
-    try:
+    with debug_logs() as records:
         result = CliRunner().invoke(app, ["demo", "--cases", str(CASES), "--data-dir", str(root / "data"),
                                           "--out", str(root / "out")])
-    finally:
-        root_logger.removeHandler(records)
-        root_logger.setLevel(old_level)
     assert result.exit_code == 0, result.output
     outputs = {"stdout": result.stdout, "stderr": result.stderr if result.stderr_bytes is not None else "",
-               "log records (DEBUG)": "\n".join(records.lines),
+               "log records (DEBUG)": "\n".join(records.text),
                "metrics": generate_latest(REGISTRY).decode()}
     for path in sorted((root / "out").rglob("*")):
         if path.is_file() and path.name != "events.jsonl":  # the input itself holds the applicants

@@ -11,7 +11,6 @@ captured, stdout/stderr captured, and the text and repr of every error kept.
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import subprocess
@@ -29,6 +28,7 @@ from alerting.dispatcher import Dispatcher
 from tests.test_alerting_sms import FakeAliyunGateway, aliyun_config
 from tests.test_alerting_support import NOW, HttpServer, finding, free_port, make_config
 from tests.test_dashboards_push import FakeGrafana, grafana  # noqa: F401 - fixture
+from tests.test_security_support import CapturedLogs, debug_logs
 
 SMTP_PASSWORD = "smtp-" + secrets.token_urlsafe(16)
 SMS_SECRET = "ak-" + secrets.token_urlsafe(22)
@@ -37,26 +37,8 @@ GRAFANA_TOKEN = "glsa_" + secrets.token_hex(16) + "_" + secrets.token_hex(4)
 ALL = (SMTP_PASSWORD, SMS_SECRET, GRAFANA_TOKEN)
 
 
-class _Seen(logging.Handler):
-    """Every log record of every logger, formatted, with its traceback."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.text: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.text.append(logging.Formatter("%(name)s %(levelname)s %(message)s").format(record))
-        if record.exc_info:
-            self.text.append(logging.Formatter().formatException(record.exc_info))
-
-
 @pytest.fixture
-def seen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_Seen]:
-    handler = _Seen()
-    root = logging.getLogger()
-    old = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+def seen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[CapturedLogs]:
     secrets_file = tmp_path / "esup.secrets"
     secrets_file.write_text(f"# service secrets\nESUP_SMTP_PASSWORD={SMTP_PASSWORD}\nGRAFANA_TOKEN='{GRAFANA_TOKEN}'\n",
                             encoding="utf-8")
@@ -65,11 +47,8 @@ def seen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_Seen]:
     monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
     monkeypatch.setenv("ESUP_TEST_AK_ID", SMS_KEY_ID)
     monkeypatch.setenv("ESUP_TEST_AK_SECRET", SMS_SECRET)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
+    with debug_logs() as captured:
+        yield captured
 
 
 def _errors(report: Any) -> list[str]:
@@ -83,7 +62,7 @@ def _assert_clean(texts: list[str]) -> None:
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtp_password_from_the_secrets_file_is_used_and_never_shown(
-        seen: _Seen, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+        seen: CapturedLogs, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     logins: list[bytes] = []
 
     class Box:
@@ -128,7 +107,7 @@ def test_smtp_password_from_the_secrets_file_is_used_and_never_shown(
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_sms_gateway_key_signs_requests_and_is_never_shown(
-        seen: _Seen, tmp_path: Path, capfd: pytest.CaptureFixture[str], method: str) -> None:
+        seen: CapturedLogs, tmp_path: Path, capfd: pytest.CaptureFixture[str], method: str) -> None:
     texts: list[str] = []
     gateway = FakeAliyunGateway(SMS_SECRET)
     with HttpServer(gateway) as srv:
@@ -152,7 +131,7 @@ def test_sms_gateway_key_signs_requests_and_is_never_shown(
 
 
 def test_grafana_token_from_the_secrets_file_and_never_shown(
-        seen: _Seen, grafana: FakeGrafana, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        seen: CapturedLogs, grafana: FakeGrafana, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     from esup.cli import app
 
     grafana.token = GRAFANA_TOKEN

@@ -61,8 +61,10 @@ def leaf(raw: bytes) -> str:
 
 
 def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else bytes(value) if isinstance(value, bytearray | memoryview) \
-        else str(value).encode("utf-8")
+    """Raw lines are bytes; a backend may hand back a str (decoded UTF-8) or a buffer."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
 @dataclass
