@@ -27,7 +27,7 @@ from alerting.model import delivery_id
 from alerting.routing import route_finding
 from esup.cli import app
 from tests.test_alerting_support import NOW, finding, make_config
-from tests.test_reliability_support import Mailbox, SmsGateway
+from tests.test_reliability_support import receivers  # noqa: F401 - fixture
 from warehouse import open_warehouse
 
 GONE = "chief@qy.example.gov.cn"  # this mailbox no longer exists: the relay answers 550 for it
@@ -37,17 +37,9 @@ def _failed_total(channel: str) -> float:
     return REGISTRY.get_sample_value("esup_alert_deliveries_total", {"channel": channel, "result": "failed"}) or 0.0
 
 
-@pytest.fixture
-def gateways() -> Any:
-    mailbox, sms = Mailbox(), SmsGateway()
-    yield mailbox, sms
-    mailbox.down()
-    sms.close()
-
-
 def test_channels_down_then_back_every_alert_goes_out_once_and_permanent_failures_show(
-        tmp_path: Path, gateways: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox, sms = gateways
+        tmp_path: Path, receivers: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811 - fixture
+    mailbox, sms = receivers
     monkeypatch.setenv("ESUP_SMS_TOKEN", "sms-token-for-tests")
     cfg = make_config(
         digest={"window": "60s", "threshold": 10_000},  # one message per notice: each is counted on the wire

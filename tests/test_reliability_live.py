@@ -37,6 +37,7 @@ from tests.test_reliability_support import (
     expected,
     metric_value,
     publish,
+    receivers,  # noqa: F401 - fixture
     routing_file,
     sorted_feed,
     wait_for,
@@ -120,14 +121,6 @@ def _check(exp: dict[str, Any], stored: Stored, mailbox: Mailbox, sms: SmsGatewa
     return {"lines": len(exp["lines"]), "events_rows_written": got["events_physical"],
             "findings": len(exp["findings"]), "finding_rows_written": got["findings_physical"],
             "notices": len(exp["deliveries"]), "wire_duplicates": duplicates, "chain_links": report.links}
-
-
-@pytest.fixture
-def receivers() -> Any:
-    mailbox, sms = Mailbox(), SmsGateway()
-    yield mailbox, sms
-    mailbox.down()
-    sms.close()
 
 
 @pytest.mark.parametrize("n_events,kills", [
@@ -267,7 +260,7 @@ def test_broker_outage_and_rebalance_between_two_workers_lose_and_double_nothing
     pytest.param(60.0, marks=[pytest.mark.slow, pytest.mark.soak], id="60s"),
 ])
 def test_clickhouse_unavailable_while_events_arrive_then_everything_catches_up(
-        tmp_path: Path, receivers: Any, outage: float) -> None:
+        tmp_path: Path, receivers: Any, outage: float) -> None:  # noqa: F811 - fixture
     mailbox, sms = receivers
     ch = OwnClickHouse(tmp_path / "clickhouse")
     ch.start()

@@ -27,7 +27,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from aiosmtpd.controller import Controller
 
 from tests.stream_servers import WorkerProcess, stream_config, tansu_binary
 from tests.test_alerting_support import HttpServer, Recorded, free_port
-from tests.warehouse_servers import absent_server_action, server_binary, write_config
+from tests.warehouse_servers import require_server_binary, write_config
 
 # ------------------------------------------------------------------------------------------ broker
 
@@ -318,6 +318,15 @@ class SmsGateway:
         self.server.__exit__(None, None, None)
 
 
+@pytest.fixture
+def receivers() -> Iterator[tuple[Mailbox, SmsGateway]]:
+    """An SMTP server and an SMS webhook for one test."""
+    mailbox, sms = Mailbox(), SmsGateway()
+    yield mailbox, sms
+    mailbox.down()
+    sms.close()
+
+
 def routing_file(path: Path, smtp_port: int, sms_url: str, **retry: Any) -> Path:
     """One recipient for everything; no digests and no rate limit, so each notice is one message."""
     doc = {
@@ -347,12 +356,7 @@ class OwnClickHouse:
     """A ClickHouse server of a test's own (``start`` it), to stop and start again on its data or give users of its own."""
 
     def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
-        binary = server_binary()
-        if binary is None:
-            action, reason = absent_server_action()
-            if action == "fail":
-                pytest.fail(f"CI=true but {reason}")
-            pytest.skip(reason)
+        binary = require_server_binary()
         self.binary, self.root, self.env = binary, root, {**os.environ, **(env or {})}
         root.mkdir(parents=True, exist_ok=True)
         self.config, self.port = write_config(root)

@@ -117,15 +117,21 @@ def _ready(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start a ClickHouse server for the session; yields ``clickhouse://default@127.0.0.1:PORT``."""
+def require_server_binary() -> str:
+    """The clickhouse-server binary, or the test skipped (failed under CI) with the reason."""
     binary = server_binary()
     if binary is None:
         action, reason = absent_server_action()
         if action == "fail":
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start a ClickHouse server for the session; yields ``clickhouse://default@127.0.0.1:PORT``."""
+    binary = require_server_binary()
     root = tmp_path_factory.mktemp("clickhouse-server")
     config, port = write_config(root)
     log = open(root / "log" / "stdout.log", "wb")  # noqa: SIM115 - closed at teardown
