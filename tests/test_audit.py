@@ -207,3 +207,28 @@ def test_the_sink_chains_what_it_stores(tmp_path: Path, feed: Path) -> None:
             sink.add_events((bad, bad.raw, now) for bad in invalid)
         report = verify(wh)
     assert report.ok and report.links == report.events
+
+
+def test_lines_stored_without_a_chain_are_sealed_once(feed: Path, tmp_path: Path) -> None:
+    """A bulk load with Sink(chain=False), or data stored before migration 0003: verify calls the lines
+    not in the chain until `esup audit seal` links them (in received order), once."""
+    from datetime import UTC, datetime
+
+    from streams.embedded import load
+
+    raws: list[bytes] = []
+    with open(feed, "rb") as fh:
+        valid, invalid, _ = load(fh, None, raws)
+    data = tmp_path / "data"
+    with open_warehouse(str(data)) as wh:
+        wh.migrate()
+        with Sink(wh, chain=False) as sink:
+            sink.add_events((ev, raw, datetime.now(UTC)) for ev, raw in zip(valid, raws, strict=True))
+        before = verify(wh)
+    assert before.links == 0 and {p.kind for p in before.problems} == {"inserted"}
+    runner = CliRunner()
+    res = runner.invoke(app, ["audit", "seal", "--data-dir", str(data)])
+    assert res.exit_code == 0 and f"补入哈希链 {before.events} 条" in res.stdout, res.output
+    res = runner.invoke(app, ["audit", "seal", "--data-dir", str(data)])
+    assert "补入哈希链 0 条" in res.stdout
+    assert runner.invoke(app, ["audit", "verify", "--data-dir", str(data)]).exit_code == 0

@@ -144,6 +144,24 @@ class ChainWriter:
         return n
 
 
+def seal(wh: Any, cases: Sequence[str] | None = None) -> int:
+    """Chain every stored line no link covers yet, in the order the lines were received; returns the links
+    written. For lines stored before migration 0003 or by a bulk load with ``Sink(chain=False)``.
+
+    It chains *whatever* is unchained — a line inserted behind the pipeline's back included — so an
+    operator runs ``verify`` first and seals only what verify called "not in the chain" and is known good.
+    """
+    writer = ChainWriter(wh)
+    wanted = sorted(set(cases)) if cases else _case_ids(wh)
+    for lo, hi, members in _buckets(wanted):
+        rows = wh.query("SELECT case_id, event_id, hex(raw) AS raw_hex FROM events FINAL "
+                        "WHERE case_id >= {lo:String} AND case_id <= {hi:String} "
+                        "ORDER BY received_at, position, occurred_at, event_id", {"lo": lo, "hi": hi})
+        writer.append((r["case_id"], r["event_id"], bytes.fromhex(r["raw_hex"])) for r in rows
+                      if r["case_id"] in members)
+    return writer.links_written
+
+
 # ----------------------------------------------------------------------------------------- verify
 
 KINDS = {

@@ -62,22 +62,53 @@ def verify_command(
         raise typer.Exit(0 if report.ok else 1)
     out = Console()
     if case and report.cases == 0:
-        out.print(f"{where}：没有找到办件 {'、'.join(case)} 的任何入库事件", highlight=False)
+        out.print(f"{where}：没有找到办件 {'、'.join(case)} 的任何入库事件", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if report.ok:
         out.print(f"{where}：已校验 {report.cases} 件办件、{report.events} 条入库事件、{report.links} 条哈希链记录，"
-                  "全部完好，未发现入库后修改、删除或插入。", highlight=False)
+                  "全部完好，未发现入库后修改、删除或插入。", highlight=False, soft_wrap=True)
         return
     shown = report.problems[: max(0, limit)]
-    out.print(f"哈希链校验发现 {len(report.problems)} 个问题（列出 {len(shown)} 个）：", highlight=False)
+    out.print(f"哈希链校验发现 {len(report.problems)} 个问题（列出 {len(shown)} 个）：", highlight=False, soft_wrap=True)
     for p in shown:
         out.print(f"  {p.describe()}", highlight=False, soft_wrap=True)
     summary = "，".join(f"{KINDS[k]} {n} 条" for k, n in sorted(report.by_kind().items()))
-    out.print(f"{where}：已校验 {report.cases} 件办件、{report.events} 条入库事件；{summary}。", highlight=False)
+    out.print(f"{where}：已校验 {report.cases} 件办件、{report.events} 条入库事件；{summary}。", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def seal_command(
+    case: Annotated[list[str] | None, typer.Option("--case", help="只处理这些办件（可多次指定；默认全部）")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="内嵌数据仓库目录（默认 ./data）")] = None,
+    clickhouse_url: Annotated[str | None, typer.Option("--clickhouse-url", envvar="CLICKHOUSE_URL",
+                                                       help="ClickHouse 服务器地址（clickhouse://…）")] = None,
+) -> None:
+    """把尚未入链的入库事件按接收顺序补入哈希链（升级前已入库的数据、批量导入的数据）。
+
+    会把所有未入链的行都补入，包括入库后被插入的行：请先运行 esup audit verify，确认“不在哈希链中”的行都可信后再执行。
+    """
+    from warehouse import WarehouseError, open_warehouse
+    from warehouse.chain import seal
+
+    try:
+        wh = open_warehouse(warehouse_target(data_dir, clickhouse_url))
+    except WarehouseError as exc:
+        console.print(f"[red]无法打开数据仓库[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        wh.migrate()
+        n = seal(wh, case or None)
+        where = wh.describe()
+    except WarehouseError as exc:
+        console.print(f"[red]写入失败[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        wh.close()
+    Console().print(f"{where}：补入哈希链 {n} 条入库事件。", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
     audit_app = typer.Typer(help="审计：入库事件防篡改校验（哈希链）。", no_args_is_help=True)
     audit_app.command("verify")(verify_command)
+    audit_app.command("seal")(seal_command)
     app.add_typer(audit_app, name="audit")
