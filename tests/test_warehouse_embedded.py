@@ -373,3 +373,21 @@ def test_the_sink_keeps_the_highest_version_of_each_case_in_any_order() -> None:
     assert {k: f.version for k, f in sink._facts.items()} == {"a": 3, "b": 7, "c": 4}
     sink._facts.clear()  # nothing to write: the fake warehouse cannot
     sink.close()
+
+
+def test_time_columns_are_exact_on_both_conversion_paths() -> None:
+    import pyarrow as pa
+
+    from warehouse.embedded import _TS, _times
+
+    tz8, tz_minus5 = timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))
+    a = datetime(2026, 3, 1, 0, 0, 0, 999999, tzinfo=tz8)
+    b = datetime(1999, 12, 31, 23, 59, 59, 1000, tzinfo=tz_minus5)
+    c = datetime(2040, 1, 1, tzinfo=timezone.utc)
+    runs = [a] * 100 + [None] * 30 + [b] * 50 + [a] * 20  # a few objects repeated: converted once each
+    distinct = [a + timedelta(microseconds=i * 7919) if i % 5 else None for i in range(300)] + [b, c]
+    for values in (runs, distinct):
+        assert _times("t", values).equals(pa.array(values, _TS))
+    for values in (runs, distinct):
+        with pytest.raises(ValueError, match="naive"):
+            _times("t", [*values, datetime(2026, 3, 1, 8, 0)])

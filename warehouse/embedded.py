@@ -171,12 +171,13 @@ def _times(name: str, values: list[Any]) -> pa.Array:
     n = len(values)
     if n >= 64 and len({id(values[i]) for i in range(0, n, n // 16)}) <= 2:
         ids = np.fromiter(map(id, values), dtype=np.int64, count=n)
-        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        if len(first) * 8 <= n:
-            distinct = [values[i] for i in first]
+        starts = np.concatenate(([0], np.flatnonzero(ids[1:] != ids[:-1]) + 1))  # runs of one object
+        if len(starts) * 8 <= n:
+            distinct = [values[i] for i in starts.tolist()]
             if any(v is not None and v.tzinfo is None for v in distinct):
                 raise _naive(name, values)
-            return pa.array(distinct, _TS).take(pa.array(inverse))
+            lengths = np.diff(np.append(starts, n))
+            return pa.array(distinct, _TS).take(pa.array(np.repeat(np.arange(len(starts)), lengths)))
     text = pa.array(msgspec.to_builtins(values), pa.string())
     aware = pc.match_substring_regex(text, _OFFSET)
     if (pc.sum(aware).as_py() or 0) != len(text) - text.null_count:
@@ -240,7 +241,9 @@ def _json_lines(encoder: msgspec.json.Encoder, objs: list[Any]) -> pa.Array:
     """One JSON object per struct, as an Arrow column: msgspec writes them all in one C call and
     Arrow cuts the lines (JSON escapes newlines inside strings, so a newline only ends an object)."""
     blob = encoder.encode_lines(objs)
-    return pc.split_pattern(pa.array([blob], pa.large_binary()), b"\n").flatten().slice(0, len(objs))
+    whole = pa.LargeBinaryArray.from_buffers(  # the bytes object itself, not a copy
+        pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(blob)], dtype=np.int64)), pa.py_buffer(blob)])
+    return pc.split_pattern(whole, b"\n").flatten().slice(0, len(objs))
 
 
 def _aware_rows(table: pa.Table) -> list[dict[str, Any]]:
