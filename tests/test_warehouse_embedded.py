@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -383,7 +383,7 @@ def test_time_columns_are_exact_on_both_conversion_paths() -> None:
     tz8, tz_minus5 = timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))
     a = datetime(2026, 3, 1, 0, 0, 0, 999999, tzinfo=tz8)
     b = datetime(1999, 12, 31, 23, 59, 59, 1000, tzinfo=tz_minus5)
-    c = datetime(2040, 1, 1, tzinfo=timezone.utc)
+    c = datetime(2040, 1, 1, tzinfo=UTC)
     runs = [a] * 100 + [None] * 30 + [b] * 50 + [a] * 20  # a few objects repeated: converted once each
     distinct = [a + timedelta(microseconds=i * 7919) if i % 5 else None for i in range(300)] + [b, c]
     for values in (runs, distinct):
