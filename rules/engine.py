@@ -283,12 +283,12 @@ class Engine:
             return datetime.fromtimestamp(x, UTC) if x is not None else None
 
         d, info = state.d, state.info
-        cat = self._catalog_for(state)
-        item = cat.item(info.item_code) if cat is not None else None
-        promised_due, statutory_due = timeouts.due_instants(self._context(state, []))
+        ctx = self._context(state, [])  # one context: it already resolved the catalog version and item
+        item = ctx.item
+        promised_due, statutory_due = timeouts.due_instants(ctx)
         if item is not None and item.kind == "on_the_spot" and d.accepted_t is not None:
             promised_due = end_of(china_date(d.accepted_t))  # 即办件: the day it was accepted
-        start = timeouts.clock_start(self._context(state, []))
+        start = timeouts.clock_start(ctx)
         on_time = None
         if d.completed_t is not None:
             on_time = promised_due is None or d.completed_t <= promised_due
