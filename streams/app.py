@@ -87,6 +87,7 @@ class Runtime:
         self.alerts: Any = None
         self._sink_pool: Any = None
         self.events_topic = settings.topics.events
+        self._progress: dict[int, tuple[tuple[int, int | None], float]] = {}  # partition -> (position, since)
 
     # ------------------------------------------------------------------------------ wiring
     def attach_table(self, table: Any) -> None:
@@ -182,12 +183,60 @@ class Runtime:
             for p in sup.index.partitions():
                 hw = self.highwater(p)
                 if hw is not None:
-                    shared.set_consumer_lag(self.events_topic, p, hw - sup.clocks.next_offset.get(p, hw))
+                    shared.set_consumer_lag(self.events_topic, p, hw - sup.clocks.next_offset.get(p, 0))
+            self._watch_stalls(time.monotonic())
         except Exception as exc:  # noqa: BLE001 - a dead timer would silently stop every deadline
             metrics.ERRORS.labels("ticker").inc()
             log.exception("ticker: %r", exc)
             if self.pipeline.failed:
                 await self.crash(exc)
+
+    def _watch_stalls(self, mono: float) -> None:
+        """Report an owned input partition that has records to read but has not moved for ``stall_seconds``.
+
+        faust-streaming can stop fetching a partition after a rebalance (its flow control takes the
+        partition out of the fetch set and nothing puts it back); the worker then looks healthy while
+        one partition's cases are no longer supervised. Found here by a stalled end-to-end test.
+        """
+        sup = self.supervisor
+        if sup is None or self.app.rebalancing:
+            return
+        for p in sup.index.partitions():
+            hw = self.highwater(p)
+            pos = sup.clocks.next_offset.get(p, 0)
+            mark = (pos, hw)
+            if hw is None or pos >= hw or self._progress.get(p, (None, 0.0))[0] != mark:
+                self._progress[p] = (mark, mono)
+                continue
+            since = self._progress[p][1]
+            if mono - since >= self.settings.stall_seconds:
+                metrics.ERRORS.labels("stalled_partition").inc()
+                log.warning("partition %d of %s: at offset %d of %d, no progress for %.0f s; consumer: %s",
+                            p, self.events_topic, pos, hw, mono - since, self._consumer_view(p))
+                self._progress[p] = (mark, mono)
+
+    def _consumer_view(self, partition: int) -> str:
+        """Faust's and aiokafka's view of one partition (private attributes, for the stall report only)."""
+        c = self.app.consumer
+        tp = self._tp(partition)
+        view = {
+            "active": tp in (getattr(c, "_active_partitions", None) or ()),
+            "paused": tp in getattr(c, "_paused_partitions", ()),
+            "buffered": tp in getattr(c, "_buffered_partitions", ()),
+            "flow_active": getattr(c, "flow_active", None),
+            "read_offset": getattr(c, "_read_offset", {}).get(tp),
+        }
+        try:
+            from aiokafka.structs import TopicPartition
+
+            inner = c._thread._ensure_consumer()
+            state = inner._fetcher._subscriptions.subscription.assignment.state_value(
+                TopicPartition(tp.topic, partition))
+            view.update(kafka_position=state.position, kafka_paused=state.paused,
+                        kafka_highwater=state.highwater, kafka_has_position=state.has_valid_position)
+        except Exception as exc:  # noqa: BLE001 - a report, never a failure
+            view["kafka"] = repr(exc)
+        return ", ".join(f"{k}={v}" for k, v in view.items())
 
     def _count(self, eff: Effects, source: str) -> None:
         metrics.count_effects(eff.decoded, eff.notes, eff.findings, eff.received, source=source,

@@ -97,6 +97,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     producer_max_batch_bytes: int = 1024 * 1024
     consumer_fetch_wait_ms: int = 100  # longest a fetch waits for data (see streams/consumer.py)
     consumer_fast_delivery: bool = True  # hand records to agents without four tasks each (streams/consumer.py)
+    stall_seconds: float = 20.0  # an owned partition behind its end this long without progress is reported
     table_store: str = "memory://"  # Faust table store; state is rebuilt from the changelog at start
 
     # -- Python's cyclic garbage collector (see streams.app.tune_gc)

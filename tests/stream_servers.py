@@ -42,6 +42,7 @@ TEST_WORKER_ENV = {
     "ESUP_HEARTBEAT_INTERVAL": "1",
     "ESUP_COMMIT_INTERVAL": "0.5",
     "ESUP_TICK_SECONDS": "0.5",
+    "ESUP_STALL_SECONDS": "5",  # a stalled partition is reported in the log a test prints when it fails
     "ESUP_ALERTING": "false",
     "PYTHONUNBUFFERED": "1",
 }
@@ -198,6 +199,16 @@ class WorkerProcess:
         """Rows this process has written to a warehouse table."""
         return self.metric(f'esup_clickhouse_batch_rows_sum{{table="{table}"}}')
 
+    def progress(self) -> str:
+        """What this worker has done, for a test that timed out: applied, stored, lag per partition."""
+        m = self.metrics()
+        if not m:
+            return f"--- {self.name}: no metrics (alive={self.alive()}) ---"
+        keep = ("esup_events_consumed_total", "esup_clickhouse_batch_rows_sum", "esup_consumer_lag{",
+                "esup_stream_events_total", "esup_stream_errors_total", "esup_stream_deadlines_pending")
+        lines = [f"{k} {v:g}" for k, v in sorted(m.items()) if k.startswith(keep)]
+        return f"--- {self.name} progress (alive={self.alive()}) ---\n" + "\n".join(lines)
+
     def log_tail(self, n: int = 60) -> str:
         if not self.log_path.exists():
             return ""
@@ -214,6 +225,23 @@ def publish(file: Path, config: Path, broker: str, *extra: str) -> dict[str, Any
     if out.returncode != 0:
         pytest.fail(f"esup publish failed: {out.stderr.decode(errors='replace')[-2000:]}")
     return json.loads(out.stdout)
+
+
+def group_offsets(broker: str, group: str, topic: str) -> str:
+    """Committed offset and end offset of every partition of ``topic`` for ``group`` (diagnostics)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    try:
+        # A consumer that never subscribes only reads the group's committed offsets; it does not join.
+        c = KafkaConsumer(bootstrap_servers=broker, group_id=group, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+            ends = c.end_offsets(tps)
+            return f"{group} on {topic}: " + ", ".join(f"p{tp.partition} {c.committed(tp)}/{ends[tp]}" for tp in tps)
+        finally:
+            c.close()
+    except Exception as exc:  # noqa: BLE001 - diagnostics must not hide the failure they explain
+        return f"{group} on {topic}: offsets unavailable ({exc!r})"
 
 
 def read_topic(broker: str, topic: str, timeout_ms: int = 2000) -> list[Any]:

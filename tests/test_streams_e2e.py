@@ -23,6 +23,7 @@ from schemas.events import InvalidEvent, read_events
 from tests.stream_servers import (
     ESUP,
     WorkerProcess,
+    group_offsets,
     kafka_broker,  # noqa: F401 - fixture
     publish,
     read_topic,
@@ -122,8 +123,12 @@ def _check(feed: Feed, store: Warehouse, broker: str, prefix: str, workers: list
         c = store.counts()
         return c if all(c[k] >= v for k, v in want.items()) else None
 
-    counts = wait_for(settled, 240, f"the warehouse to hold {want}", every=1.0,
-                      on_timeout=lambda: f"{store.counts()}\n" + "\n".join(w.log_tail(30) for w in workers))
+    def explain() -> str:
+        topics = (f"{prefix}-case-events", f"{prefix}-warehouse-batches")
+        return "\n".join([str(store.counts()), *(group_offsets(broker, prefix, t) for t in topics),
+                          *(w.progress() for w in workers), *(w.log_tail(30) for w in workers)])
+
+    counts = wait_for(settled, 240, f"the warehouse to hold {want}", every=1.0, on_timeout=explain)
     time.sleep(2)  # anything still in flight would show up as an extra row now
     counts = store.counts()
     assert {k: counts[k] for k in want} == want  # every distinct line once; each finding once; facts per case
