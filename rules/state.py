@@ -409,5 +409,33 @@ def encode_state(state: CaseState) -> bytes:
     return _state_enc.encode(state)
 
 
+class StateLayoutError(ValueError):
+    """A stored case state this code cannot read: written by another layout of ``CaseState``, or damaged."""
+
+
+class _Version(msgspec.Struct):
+    v: int = 0
+
+
+_version_dec = msgspec.msgpack.Decoder(_Version)
+
+
 def decode_state(raw: bytes) -> CaseState:
-    return _state_dec.decode(raw)
+    """Read a stored state; a layout this code does not know is a clear error naming both versions.
+
+    Layout changes so far kept old states readable (fields added at the end with defaults, lists read
+    as tuples), so ``STATE_VERSION`` is still 1. A change that cannot stay readable must raise the
+    version and convert here; until then an unreadable state stops the worker with this message
+    rather than a decoder trace, and nothing is overwritten.
+    """
+    try:
+        return _state_dec.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        try:
+            found: int | str = _version_dec.decode(raw).v
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            found = "unreadable"
+        raise StateLayoutError(
+            f"stored case state (layout version {found}) cannot be read by this version of esupervision "
+            f"(layout version {STATE_VERSION}): {exc}. Run the version that wrote it; the stored state is left "
+            f"as it is.") from exc
