@@ -12,13 +12,22 @@
   directly; only if it does wait (a full queue, flow control) does the record take Faust's own path,
   with the coroutine resumed exactly where it stopped (``_resume``). Same outcome, same cancellation.
 
+* **Seek back also where nothing was committed yet.** After a rebalance Faust seeks every partition
+  to its committed offset, so records it fetched and then dropped (Faust discards a fetched batch when
+  the consumer generation changes under it) are read again. aiokafka's ``seek_to_committed`` skips
+  partitions with no committed offset, so there the position stays *after* the dropped records and
+  they are never processed: a partition nobody had committed yet was silently skipped to its end
+  (found by the SIGKILL end-to-end test: two of eight partitions never read, position = end offset).
+  Here such input partitions go back to their beginning, as ``auto_offset_reset=earliest`` promises;
+  table changelog partitions are left to Faust's recovery, which positions them itself.
+
 The subclasses are installed on this app's transport only (``install``), never globally.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as driver
@@ -58,6 +67,25 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_wait_ms  # read by AIOKafkaConsumer.start() for its Fetcher
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer(),
+                                      self.consumer._is_changelog_tp)
+
+
+async def seek_to_committed_or_beginning(consumer: Any, keep: Callable[[Any], bool] = lambda tp: False
+                                         ) -> Mapping[Any, int | None]:
+    """aiokafka's ``seek_to_committed``, and partitions without a committed offset to their beginning.
+
+    ``consumer`` is an ``AIOKafkaConsumer`` in a group; partitions for which ``keep(tp)`` is true (table
+    changelogs, positioned by Faust's recovery) are not rewound. Returns the committed offsets.
+    """
+    committed = await consumer.seek_to_committed()
+    # aiokafka seeks only where the committed offset is > 0: None (never committed) and 0 stay put.
+    uncommitted = [tp for tp, offset in committed.items() if not (offset and offset > 0) and not keep(tp)]
+    if uncommitted:
+        await consumer.seek_to_beginning(*uncommitted)
+    return committed
 
 
 class _Consumer(driver.Consumer):

@@ -214,3 +214,48 @@ def test_http_ingest_validates_each_event_and_publishes_the_valid_ones(kafka_bro
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_partition_nobody_committed_is_read_again_from_its_beginning(kafka_broker: str) -> None:  # noqa: F811
+    """The worker's seek after a rebalance: where nothing was committed, back to the first record.
+
+    aiokafka's own ``seek_to_committed`` leaves such a partition where the fetcher got to, so records
+    Faust fetched and dropped during a rebalance were never processed (a stalled end-to-end test).
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from streams.consumer import seek_to_committed_or_beginning
+
+    topic, changelog = "rewind-input", "rewind-changelog"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker)
+    admin.create_topics([NewTopic(t, 2, 1) for t in (topic, changelog)])
+    admin.close()
+
+    async def scenario() -> dict[str, int]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker)
+        await producer.start()
+        for t in (topic, changelog):
+            for p in (0, 1):
+                for i in range(5):
+                    await producer.send_and_wait(t, f"{p}-{i}".encode(), partition=p)
+        await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_broker, group_id="rewind", enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        tps = [TopicPartition(t, p) for t in (topic, changelog) for p in (0, 1)]
+        consumer.assign(tps)
+        try:
+            read = 0
+            while read < 20:  # read everything, as a fetch that was then dropped would have
+                read += sum(len(v) for v in (await consumer.getmany(timeout_ms=1000)).values())
+            await consumer.commit({TopicPartition(topic, 1): 3})  # partition 1 was committed up to 3
+            await seek_to_committed_or_beginning(consumer, keep=lambda tp: tp.topic == changelog)
+            return {f"{tp.topic}/{tp.partition}": await consumer.position(tp) for tp in tps}
+        finally:
+            await consumer.stop()
+
+    positions = asyncio.run(scenario())
+    assert positions == {f"{topic}/0": 0, f"{topic}/1": 3, f"{changelog}/0": 5, f"{changelog}/1": 5}
