@@ -378,6 +378,16 @@ def _in(t: datetime | None, start: datetime, end: datetime) -> bool:
     return t is not None and start <= t < end
 
 
+def _follow_up_state(late: dict[str, Any] | None, fixed_at: datetime | None,
+                     used: dict[str, dict[str, Any]]) -> str:
+    """A bad rating's or complaint's follow-up: "overdue" (its finding fired; recorded in ``used``),
+    else "fixed" (resolved in time), else "pending"."""
+    if late is not None:
+        used[late["finding_id"]] = late
+        return "overdue"
+    return "fixed" if fixed_at is not None else "pending"
+
+
 def _unit_of(fact: dict[str, Any] | None, fallback: dict[str, Any] | None = None) -> tuple[str, str]:
     src = fact if fact is not None else fallback
     if src is None:
@@ -593,13 +603,7 @@ def build(facts: Iterable[Any], findings: Iterable[Any], events: Iterable[Any] =
                 fix = min((r["occurred_at"] for r in resolutions.get(cid, ())
                            if r["event_type"] == "rating_resolved" and r["occurred_at"] >= e["occurred_at"]),
                           default=None)
-                if late is not None:
-                    state = "overdue"
-                    used_follow_ups[late["finding_id"]] = late
-                elif fix is not None:
-                    state = "fixed"
-                else:
-                    state = "pending"
+                state = _follow_up_state(late, fix, used_follow_ups)
                 setattr(g, f"bad_ratings_{state}", getattr(g, f"bad_ratings_{state}") + 1)
                 resolved_at = fix
             if level < cfg.satisfied_min_level:
@@ -616,13 +620,7 @@ def build(facts: Iterable[Any], findings: Iterable[Any], events: Iterable[Any] =
                        if r["event_type"] == "complaint_resolved" and r["occurred_at"] >= e["occurred_at"]
                        and (e["complaint_id"] is None or r["complaint_id"] is None
                             or r["complaint_id"] == e["complaint_id"])), default=None)
-            if late is not None:
-                state = "overdue"
-                used_follow_ups[late["finding_id"]] = late
-            elif fix is not None:
-                state = "fixed"
-            else:
-                state = "pending"
+            state = _follow_up_state(late, fix, used_follow_ups)
             setattr(g, f"complaints_{state}", getattr(g, f"complaints_{state}") + 1)
             details["complaint"].append(base(
                 "complaint", "投诉", cid, e["occurred_at"], event_id=e["event_id"], complaint_id=e["complaint_id"],
