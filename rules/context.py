@@ -43,20 +43,20 @@ def fmt_time(t: float) -> str:
 
 
 class CaseContext:
-    __slots__ = ("state", "catalog", "item", "clock", "config", "out")
+    """Built per event, after the engine has (re)built ``state.d``; ``d`` is that summary (rules read it
+    hundreds of thousands of times a second, so it is a plain attribute, not a property)."""
+
+    __slots__ = ("state", "d", "catalog", "item", "clock", "config", "out")
 
     def __init__(self, state: CaseState, catalog: Catalog | None, clock: Clock, config: RuleConfig,
                  out: list[Finding]):
         self.state = state
+        self.d: Derived = state.d
         self.catalog = catalog
         self.item: Item | None = catalog.item(state.info.item_code) if catalog is not None else None
         self.clock = clock
         self.config = config
         self.out = out
-
-    @property
-    def d(self) -> Derived:
-        return self.state.d
 
     def item_label(self) -> str:
         it = self.item
