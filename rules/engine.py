@@ -45,7 +45,7 @@ _EVENT_RULES: dict[str, list[Handler]] = {}
 for _module in (fees, procedure, quality):
     for _type, _handlers in _module.ON_EVENT.items():
         _EVENT_RULES.setdefault(_type, []).extend(_handlers)
-_ANY_RULES: list[Handler] = list(procedure.ON_ANY)
+_ANY_RULES: list[Callable[[CaseContext, Fact, float | None], None]] = list(procedure.ON_ANY)
 DeadlineRule = Callable[[CaseContext, list[Deadline]], None]
 _FAMILIES: dict[str, DeadlineRule] = {
     "timeouts": timeouts.deadlines,
@@ -130,24 +130,25 @@ class Engine:
         # So events of one case arriving shuffled, before the clock reaches their deadlines, give
         # the same findings as in order.
 
+        t = event.occurred_at.timestamp()
         rejudge = False
         if isinstance(event, (Submitted, Accepted)):
-            rejudge = self._take_intake(state, event, notes)
+            rejudge = self._take_intake(state, event, notes, t)
         elif state.d.submitted_t is None and state.d.accepted_t is None:
             notes.append(Note(kind="no_intake", case_id=state.case_id, event_id=event.event_id,
                               message=f"`{event.event_type}` for case {state.case_id} before any `submitted` or "
                                       f"`accepted` event; kept, rules needing the item wait for the intake"))
 
-        fact = to_fact(event, state.seq)
-        state.seq += 1
+        fact = to_fact(event, t)
+        state.seq += 1  # events applied, in arrival order
         facts = state.facts
         if not rejudge and (not facts or (facts[-1].t, facts[-1].eid) <= (fact.t, fact.eid)):
-            facts.append(fact)
+            facts = state.facts = (*facts, fact)  # a tuple: no spare slots (cases have ~5-15 facts)
             start = len(facts) - 1
             changed = _TRIGGER_INDEXES[fact.type]
         else:
             start = bisect.bisect_right([(f.t, f.eid) for f in facts], (fact.t, fact.eid))
-            facts.insert(start, fact)
+            facts = state.facts = (*facts[:start], fact, *facts[start:])
             state.d = Derived()
             for f in facts[:start]:
                 fold(state.d, f)
@@ -162,11 +163,11 @@ class Engine:
             for rule in _EVENT_RULES.get(f.type, ()):
                 rule(ctx, f)
             if f is fact:
-                # Rules on the event alone (补录: recorded_at) are judged once, on arrival; the recorded
-                # time is then dropped from the state, which keeps only what later judgements need.
+                # Rules on the event alone (补录: recorded_at) are judged once, on arrival: the state
+                # does not keep the recorded time, only what later judgements need.
+                rec = event.recorded_at
                 for rule in _ANY_RULES:
-                    rule(ctx, f)
-                fact.rec = None
+                    rule(ctx, f, rec.timestamp() if rec is not None else None)
 
         # Only the families this event can move are recomputed; each keeps just its earliest pending
         # instant (no closures or lists kept per case: state for 100,000 open cases must stay small).
@@ -215,13 +216,13 @@ class Engine:
     def _context(self, state: CaseState, out: list[Finding]) -> CaseContext:
         return CaseContext(state, self._catalog_for(state), self.clock, self.config, out)
 
-    def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note]) -> bool:
+    def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note], t: float) -> bool:
         """Returns True when the case's identity (item, version) changed and earlier facts need re-judging."""
         info = state.info
         before = (info.item_code, info.catalog_version)
-        if take_info(info, event) or info.catalog_version is None:
+        if take_info(info, event, t) or info.catalog_version is None:
             # the catalog in force when the case was accepted (or, before that, submitted)
-            info.catalog_version = self.catalogs.in_force(china_date(info.intakes[0].rank[1])).version
+            info.catalog_version = self.catalogs.in_force(china_date(info.intakes[0].t)).version
         cat = self.catalogs.version(info.catalog_version)
         if (info.item_code is not None and info.item_code != before[0] and cat is not None
                 and cat.item(info.item_code) is None):

@@ -12,7 +12,7 @@ from datetime import datetime
 from rules.clock import china_date, end_of
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.registry import LAW
-from rules.state import Fact
+from rules.state import Fact, first_step
 from schemas.events import CHINA_TZ
 
 
@@ -23,10 +23,10 @@ def on_step(ctx: CaseContext, f: Fact) -> None:
     if item is None or step not in item.steps:
         return
     first = d.steps.get(step)
-    if first is None or first[0] != f.t:
+    if first is None or first != f.t:
         return
     later = item.steps[item.steps.index(step) + 1:]
-    early = [s for s in later if s in d.steps and d.steps[s][0] < f.t]
+    early = [s for s in later if s in d.steps and d.steps[s] < f.t]
     if early:
         ctx.raise_finding("PROCEDURE.OUT_OF_ORDER", step, f.t,
                           f"{ctx.item_label()}「{step}」于{fmt_time(f.t)}完成，但其后的环节{'、'.join(early)}已先行完成"
@@ -35,8 +35,12 @@ def on_step(ctx: CaseContext, f: Fact) -> None:
     for a, b in item.separate_officers:
         if step not in (a, b):
             continue
-        other = d.steps.get(b if step == a else a)
-        if other is None or other[0] > f.t or f.officer is None or other[1] != f.officer:
+        other_step = b if step == a else a
+        other = d.steps.get(other_step)
+        if other is None or other > f.t or f.officer is None:
+            continue
+        done = first_step(ctx.state.facts, other_step)
+        if done is None or done.officer != f.officer:
             continue
         ctx.raise_finding("PROCEDURE.SAME_OFFICER", f"{a}/{b}", f.t,
                           f"{ctx.item_label()}「{a}」与「{b}」由同一经办人{f.officer}完成，违反审批分离。",
@@ -92,15 +96,15 @@ def on_after_completion(ctx: CaseContext, f: Fact) -> None:
                           "办件信息办结后不得变更（审批留痕）", officer=f.officer, event_id=f.eid)
 
 
-def on_any(ctx: CaseContext, f: Fact) -> None:
-    """PROCEDURE.BACKDATED: recorded long after it happened (补录)."""
-    if f.rec is None:
+def on_any(ctx: CaseContext, f: Fact, rec: float | None) -> None:
+    """PROCEDURE.BACKDATED: recorded (``rec``, the event's recorded_at) long after it happened (补录)."""
+    if rec is None:
         return
     tol = ctx.config.backdate_tolerance_hours
-    if f.rec - f.t > tol * 3600:
-        hours = (f.rec - f.t) / 3600
+    if rec - f.t > tol * 3600:
+        hours = (rec - f.t) / 3600
         ctx.raise_finding("PROCEDURE.BACKDATED", f.eid, f.t,
-                          f"{ctx.item_label()}「{f.type}」发生于{fmt_time(f.t)}，却在{fmt_time(f.rec)}才录入系统"
+                          f"{ctx.item_label()}「{f.type}」发生于{fmt_time(f.t)}，却在{fmt_time(rec)}才录入系统"
                           f"（晚{hours:.0f}小时，容忍{tol}小时），疑似补录。",
                           "审批过程实时留痕规定（本地配置容忍时间）", officer=f.officer, event_id=f.eid)
 
@@ -115,7 +119,7 @@ ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {
     "fee_paid": _AFTER,
     "fee_waived": _AFTER,
 }
-ON_ANY = [on_any]
+ON_ANY = [on_any]  # rules on the event alone: (context, fact, recorded_at)
 
 
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
@@ -143,8 +147,8 @@ def _on_close(ctx: CaseContext, out: list[Deadline]) -> None:
     item = ctx.item
     if item is not None and item.steps:
         done = [d.steps.get(s) for s in item.steps]
-        satisfied = max(t[0] for t in done) if all(t is not None for t in done) else None  # type: ignore[index]
-        missing = [s for s, t in zip(item.steps, done, strict=True) if t is None or t[0] > x]
+        satisfied = max(done) if all(t is not None for t in done) else None  # type: ignore[type-var]
+        missing = [s for s, t in zip(item.steps, done, strict=True) if t is None or t > x]
         out.append(Deadline(
             "PROCEDURE.SKIPPED_STEP", "skipped", x, satisfied,
             lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what}，缺少必经环节：{'、'.join(missing)}"

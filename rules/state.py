@@ -33,7 +33,7 @@ from schemas.events import (
     Suspended,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: facts without seq/rec, flat intakes, step times only (1: up to ad4fc31)
 ZERO = Decimal(0)
 
 # Every struct here is ``gc=False``: a case state is a tree (no reference cycles), so the cyclic
@@ -42,25 +42,42 @@ ZERO = Decimal(0)
 
 
 class Fact(msgspec.Struct, array_like=True, gc=False):
-    """One applied event, reduced to what rules read. ``t`` and ``rec`` are UTC epoch seconds."""
+    """One applied event, reduced to what later judgements read. ``t`` is UTC epoch seconds.
+
+    Facts are ordered by (time, event id), never by arrival. ``recorded_at`` is not kept: the one rule
+    that reads it (补录) judges the event on arrival (``Engine.apply`` passes it to that rule).
+    """
 
     t: float
-    seq: int  # arrival order (kept for audit); ties in time are ordered by event id, never by arrival
     type: str
     eid: str
     officer: str | None = None
     s1: str | None = None  # step | procedure | fee_code | outcome | complaint_id
     s2: str | None = None  # channel | approval_ref
     num: Decimal | int | None = None  # amount | planned_days | extension days | rating level
-    rec: float | None = None  # recorded_at, until the event-only rules have judged it (then dropped)
 
 
 class Intake(msgspec.Struct, array_like=True, gc=False):
-    """What one ``submitted``/``accepted`` event said about the case, kept to resolve contradictions."""
+    """What one ``submitted``/``accepted`` event said about the case, kept to resolve contradictions.
 
-    rank: tuple[int, float, str]  # (0 accepted | 1 submitted, event time, event id): smaller wins
+    ``t`` is the same float object as the event's fact; ``fields`` has no trailing Nones (an
+    ``accepted`` event usually names only the item).
+    """
+
+    kind: int  # 0 accepted | 1 submitted
+    t: float
+    eid: str
     fields: tuple[str | None, ...]  # item_code, department, window, region_code, name, id_number, phone
     due_at: float | None = None
+
+    @property
+    def rank(self) -> tuple[int, float, str]:
+        """(0 accepted | 1 submitted, event time, event id): the smaller rank wins."""
+        return (self.kind, self.t, self.eid)
+
+    def field(self, i: int) -> str | None:
+        fields = self.fields
+        return fields[i] if i < len(fields) else None
 
 
 INFO_FIELDS = ("item_code", "department", "window", "region_code",
@@ -132,7 +149,7 @@ class Derived(msgspec.Struct, array_like=True, gc=False):
     supplement_count: int = 0
     extension_days: int = 0
     extension_count: int = 0
-    steps: dict[str, tuple[float, str | None]] = {}  # first completion of each step: (t, officer)
+    steps: dict[str, float] = {}  # when each step was first completed (its officer: ``first_step``)
     fee: FeeLedger | None = None  # only for cases that saw a fee event (most items charge nothing)
     quality: QualityLog | None = None  # only once rated or complained about
     last_t: float = 0.0
@@ -204,7 +221,7 @@ class CaseState(msgspec.Struct, gc=False):
     case_id: str
     v: int = STATE_VERSION
     info: CaseInfo = msgspec.field(default_factory=CaseInfo)
-    facts: list[Fact] = []
+    facts: tuple[Fact, ...] = ()  # in (time, event id) order
     fired: tuple[str, ...] = ()  # "RULE|occurrence" of findings already raised, sorted (rarely any)
     d: Derived = msgspec.field(default_factory=Derived)
     now: float = 0.0  # the clock has been advanced to here
@@ -247,38 +264,44 @@ _PAYLOAD = {
 }
 
 
-def to_fact(ev: AnyEvent, seq: int) -> Fact:
-    """Reduce an event to the fields rules read."""
-    rec = ev.recorded_at
+def to_fact(ev: AnyEvent, t: float) -> Fact:
+    """Reduce an event to the fields rules read; ``t`` is its occurred_at as epoch seconds."""
     s1, s2, num = _PAYLOAD.get(type(ev), _payload)(ev)
     officer = ev.officer_id
     # Officer ids, step names, fee codes and channels repeat across cases: one copy each in memory.
-    return Fact(ev.occurred_at.timestamp(), seq, ev.event_type, ev.event_id,
-                intern(officer) if officer is not None else None,
-                intern(s1) if s1 is not None else None, intern(s2) if s2 is not None else None, num,
-                rec.timestamp() if rec is not None else None)
+    return Fact(t, ev.event_type, ev.event_id, intern(officer) if officer is not None else None,
+                intern(s1) if s1 is not None else None, intern(s2) if s2 is not None else None, num)
+
+
+def first_step(facts: Sequence[Fact], step: str) -> Fact | None:
+    """The fact that first completed ``step`` (the one ``Derived.steps`` holds the time of)."""
+    for f in facts:  # facts are in (time, event id) order, as fold saw them
+        if f.type == "step_completed" and f.s1 == step:
+            return f
+    return None
 
 
 def _intern(value: str | None) -> str | None:
     return intern(value) if value is not None else None
 
 
-def take_info(info: CaseInfo, ev: Submitted | Accepted) -> bool:
-    """Record an intake event and re-derive the case identity; True when the best intake changed."""
+def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:
+    """Record an intake event (``t``: its time, shared with its fact) and re-derive the case identity;
+    True when the best intake changed."""
     a = ev.applicant
     accepted = isinstance(ev, Accepted)
-    rec = Intake(
-        rank=(0 if accepted else 1, ev.occurred_at.timestamp(), ev.event_id),
-        fields=(_intern(ev.item_code), _intern(ev.department), _intern(ev.window), _intern(ev.region_code),
-                a.name if a else None, a.id_number if a else None, a.phone if a else None),
-        due_at=ev.due_at.timestamp() if accepted and ev.due_at is not None else None,  # type: ignore[union-attr]
-    )
+    fields = [_intern(ev.item_code), _intern(ev.department), _intern(ev.window), _intern(ev.region_code),
+              a.name if a else None, a.id_number if a else None, a.phone if a else None]
+    while fields and fields[-1] is None:
+        fields.pop()
+    rec = Intake(0 if accepted else 1, t, ev.event_id, tuple(fields),
+                 ev.due_at.timestamp() if accepted and ev.due_at is not None else None)  # type: ignore[union-attr]
     best_before = info.intakes[0].rank if info.intakes else None
     info.intakes = tuple(sorted((*info.intakes, rec), key=lambda r: r.rank))
     for i, name in enumerate(INFO_FIELDS):
-        setattr(info, name, next((r.fields[i] for r in info.intakes if r.fields[i] is not None), None))
+        setattr(info, name, next((v for r in info.intakes if (v := r.field(i)) is not None), None))
     best = info.intakes[0]
-    info.from_accepted = best.rank[0] == 0
+    info.from_accepted = best.kind == 0
     info.due_at = best.due_at
     return best.rank != best_before
 
@@ -336,7 +359,7 @@ def fold(d: Derived, f: Fact) -> str | None:
             note = "a second `extension_granted`: 第42条 allows one extension; ignored"
     elif typ == "step_completed":
         if f.s1 not in d.steps:
-            d.steps[f.s1] = (f.t, f.officer)  # type: ignore[index]
+            d.steps[f.s1] = f.t  # type: ignore[index]
     elif typ in ("fee_assessed", "fee_paid", "fee_waived", "fee_refunded"):
         fold_fee(d, f)
     elif typ == "decided":
@@ -421,21 +444,50 @@ _version_dec = msgspec.msgpack.Decoder(_Version)
 
 
 def decode_state(raw: bytes) -> CaseState:
-    """Read a stored state; a layout this code does not know is a clear error naming both versions.
+    """Read a stored state of this layout or of layout 1 (converted); any other is a clear error.
 
-    Layout changes so far kept old states readable (fields added at the end with defaults, lists read
-    as tuples), so ``STATE_VERSION`` is still 1. A change that cannot stay readable must raise the
-    version and convert here; until then an unreadable state stops the worker with this message
-    rather than a decoder trace, and nothing is overwritten.
+    A worker restarted on a new release finds its table's changelog full of states written by the old
+    one, so each layout change comes with a conversion here (tested on a state the old release wrote:
+    ``tests/fixtures/case_state_v1_ad4fc31.msgpack``). An unreadable state stops the worker with this
+    message rather than a decoder trace, and nothing is overwritten.
     """
     try:
         return _state_dec.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        problem: Exception = exc
+    try:
+        found: int | str = _version_dec.decode(raw).v
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        found = "unreadable"
+    if found == 1:
         try:
-            found: int | str = _version_dec.decode(raw).v
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            found = "unreadable"
-        raise StateLayoutError(
-            f"stored case state (layout version {found}) cannot be read by this version of esupervision "
-            f"(layout version {STATE_VERSION}): {exc}. Run the version that wrote it; the stored state is left "
-            f"as it is.") from exc
+            return _from_v1(msgspec.msgpack.decode(raw))
+        except (msgspec.ValidationError, TypeError, ValueError, IndexError, KeyError) as exc:
+            problem = exc
+    raise StateLayoutError(
+        f"stored case state (layout version {found}) cannot be read by this version of esupervision "
+        f"(layout version {STATE_VERSION}): {problem}. Run the version that wrote it; the stored state is "
+        f"left as it is.") from problem
+
+
+def _from_v1(old: dict) -> CaseState:
+    """Layout 1 (up to ad4fc31) → this one. Facts lose ``seq`` and ``rec`` (the latter is None once an
+    event is applied), intakes are flattened, and the summary is folded again from the facts."""
+    facts = [[f[0], *f[2:8]] for f in old.get("facts", [])]  # t, (seq), type, eid, officer, s1, s2, num, (rec)
+    info = list(old.get("info", []))
+    if len(info) > 10:
+        intakes = []
+        for rank, fields, due_at in info[10]:
+            fields = list(fields)
+            while fields and fields[-1] is None:
+                fields.pop()
+            intakes.append([rank[0], rank[1], rank[2], fields, due_at])
+        info[10] = intakes
+    new = {k: v for k, v in old.items() if k not in ("facts", "info", "d")}
+    state = msgspec.convert({**new, "v": STATE_VERSION, "facts": facts, "info": info}, CaseState, strict=False)
+    times = {f.eid: f.t for f in state.facts}
+    for i in state.info.intakes:  # one float object per time, shared with the fact, as take_info does
+        i.t = times.get(i.eid, i.t)
+    for f in state.facts:
+        fold(state.d, f)
+    return state

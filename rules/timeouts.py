@@ -182,13 +182,13 @@ def step_deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
             if sd2 is not None:
                 at2 = end_of(sd2)
                 out.append(Deadline(
-                    "TIMEOUT.STEP_OVERDUE", step, at2, _min(done[0] if done else None, terminal),
+                    "TIMEOUT.STEP_OVERDUE", step, at2, _min(done, terminal),
                     _step_message(ctx, step, limit, at2),
                     officer=None,  # who completes the step later is not known when the deadline passes
                 ))
         if done is None:
             break
-        prev_t = max(prev_t, done[0])
+        prev_t = max(prev_t, done)
 
 
 def _step_message(ctx: CaseContext, step: str, limit: int, at: float):
