@@ -88,6 +88,7 @@ class Runtime:
         self._sink_pool: Any = None
         self.events_topic = settings.topics.events
         self._progress: dict[int, tuple[tuple[int, int | None], float]] = {}  # partition -> (position, since)
+        self.epoch = 0  # rebalances seen: a batch acknowledges its input only within the epoch it was taken in
 
     # ------------------------------------------------------------------------------ wiring
     def attach_table(self, table: Any) -> None:
@@ -141,6 +142,7 @@ class Runtime:
         parts = {tp.partition for tp in revoked if tp.topic == self.events_topic}
         if parts:
             await self.pipeline.drain(timeout=self.settings.session_timeout / 2)
+            self.epoch += 1  # batches still in flight now are not acknowledged (see supervise)
             self.supervisor.revoke(parts)
 
     # ------------------------------------------------------------------------------ supervise
@@ -154,9 +156,23 @@ class Runtime:
         eff = sup.apply(records)
         self._count(eff, "event")
 
-        async def release() -> None:
+        epoch = self.epoch
+
+        async def release(dropped: set[int]) -> None:
+            # Acknowledge an event only if its partition's new states were written and no rebalance
+            # came in between (streams.commit, step 3): otherwise it stays unacknowledged and is read
+            # again from the committed offset, and re-applied (a duplicate for the engine if its state
+            # did get through).
+            stale = 0
             for e in events:
-                await stream.ack(e)
+                if self.epoch == epoch and e.message.partition not in dropped:
+                    await stream.ack(e)
+                else:
+                    stale += 1
+            if stale:
+                metrics.STALE_ACKS.inc(stale)
+                log.info("%d input records of a batch that outlived a rebalance left unacknowledged: "
+                         "they are read again", stale)
 
         self.pipeline.submit(eff, release)
 

@@ -13,7 +13,11 @@ again. Hence, for every batch of input and every tick:
    the batch before (so the last record of a case in the changelog is its newest state), and only
    for partitions this worker still owns (after a rebalance the new owner re-applies the batch);
 3. **offsets**: then the batch's input events are acknowledged to Faust, which commits acknowledged
-   offsets every ``commit_interval`` (flushing its own producer first).
+   offsets every ``commit_interval`` (flushing its own producer first) — except the events of a
+   partition whose states were dropped in step 2: ``release`` is told those partitions, and their
+   events stay unacknowledged, so they are read again (Faust would count a late acknowledgement
+   towards the next commit and move the committed offset past events whose state was never written;
+   a crash then lost them — found by the SIGKILL reliability test).
 
 A crash between 1 and 2 replays the batch: the same finding ids and rows are written again and
 collapse (ids are deterministic; the warehouse keeps one row per id; alerting skips delivered ids).
@@ -37,7 +41,7 @@ from streams.supervise import Effects
 
 log = logging.getLogger(__name__)
 
-Release = Callable[[], Awaitable[None]]
+Release = Callable[[set[int]], Awaitable[None]]  # called with the partitions whose states were dropped
 
 
 class CommitPipeline:
@@ -103,13 +107,14 @@ class CommitPipeline:
                 await prev  # re-raises if the previous batch failed: nothing after it may be released
             owned = self.owned()
             states = {p: s for p, s in eff.states.items() if p in owned}
-            if len(states) != len(eff.states):
-                self.dropped_states += sum(len(s) for p, s in eff.states.items() if p not in owned)
+            dropped = set(eff.states) - set(states)
+            if dropped:
+                self.dropped_states += sum(len(eff.states[p]) for p in dropped)
             futs = await self.output.send_states(states)  # 2. state
             if futs:
                 await asyncio.gather(*futs)
             if release is not None:
-                await release()  # 3. offsets
+                await release(dropped)  # 3. offsets (not those of the dropped partitions)
             if self._on_settled is not None:
                 self._on_settled(eff, time.monotonic() - started)
         except BaseException as exc:

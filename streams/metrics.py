@@ -29,6 +29,9 @@ DEADLINES = Gauge("esup_stream_deadlines_pending", "Cases with a pending deadlin
 BATCH_SECONDS = Histogram("esup_stream_durable_seconds", "Time for a batch or tick to become durable: effects, "
                           "then state, then offsets released", buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 ERRORS = Counter("esup_stream_errors", "Problems of the live driver by kind (ticker, warehouse, alerting)", ["kind"])
+STALE_ACKS = Counter("esup_stream_unacked_after_rebalance",
+                     "Input records left unacknowledged because a rebalance came while their batch was in flight "
+                     "(read again after it)")
 
 
 def count_effects(decoded: Iterable[Any], notes: Iterable[Any], findings: list[Any],
