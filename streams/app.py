@@ -132,6 +132,9 @@ class Runtime:
         owned = self.owned()
         indexed = set(sup.index.partitions())
         if indexed - owned:
+            # logged: a worker that stops firing deadlines after a rebalance shows here why
+            log.info("deadline index: partitions %s no longer owned (owned %s)", sorted(indexed - owned),
+                     sorted(owned))
             sup.revoke(indexed - owned)
         if owned - indexed:
             sup.assign(owned - indexed, self.committed)
