@@ -285,16 +285,23 @@ def _intern(value: str | None) -> str | None:
     return intern(value) if value is not None else None
 
 
+def _without_trailing_nones(fields: Sequence[str | None]) -> tuple[str | None, ...]:
+    """An intake's fields as ``Intake.fields`` keeps them (``Intake.field`` reads a missing one as None)."""
+    end = len(fields)
+    while end and fields[end - 1] is None:
+        end -= 1
+    return tuple(fields[:end])
+
+
 def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:
     """Record an intake event (``t``: its time, shared with its fact) and re-derive the case identity;
     True when the best intake changed."""
     a = ev.applicant
     accepted = isinstance(ev, Accepted)
-    fields = [_intern(ev.item_code), _intern(ev.department), _intern(ev.window), _intern(ev.region_code),
-              a.name if a else None, a.id_number if a else None, a.phone if a else None]
-    while fields and fields[-1] is None:
-        fields.pop()
-    rec = Intake(0 if accepted else 1, t, ev.event_id, tuple(fields),
+    fields = _without_trailing_nones((_intern(ev.item_code), _intern(ev.department), _intern(ev.window),
+                                      _intern(ev.region_code), a.name if a else None, a.id_number if a else None,
+                                      a.phone if a else None))
+    rec = Intake(0 if accepted else 1, t, ev.event_id, fields,
                  ev.due_at.timestamp() if accepted and ev.due_at is not None else None)  # type: ignore[union-attr]
     best_before = info.intakes[0].rank if info.intakes else None
     info.intakes = tuple(sorted((*info.intakes, rec), key=lambda r: r.rank))
@@ -476,13 +483,8 @@ def _from_v1(old: dict) -> CaseState:
     facts = [[f[0], *f[2:8]] for f in old.get("facts", [])]  # t, (seq), type, eid, officer, s1, s2, num, (rec)
     info = list(old.get("info", []))
     if len(info) > 10:
-        intakes = []
-        for rank, fields, due_at in info[10]:
-            fields = list(fields)
-            while fields and fields[-1] is None:
-                fields.pop()
-            intakes.append([rank[0], rank[1], rank[2], fields, due_at])
-        info[10] = intakes
+        info[10] = [[rank[0], rank[1], rank[2], _without_trailing_nones(fields), due_at]
+                    for rank, fields, due_at in info[10]]
     new = {k: v for k, v in old.items() if k not in ("facts", "info", "d")}
     state = msgspec.convert({**new, "v": STATE_VERSION, "facts": facts, "info": info}, CaseState, strict=False)
     times = {f.eid: f.t for f in state.facts}
