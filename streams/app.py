@@ -199,40 +199,37 @@ class Runtime:
                 self.pipeline.submit(eff)
             metrics.DEADLINES.set(sup.index.pending())
             shared.set_case_states(sup.status_counts())
+            mono, watch = time.monotonic(), not self.app.rebalancing
             for p in sup.index.partitions():
                 hw = self.highwater(p)
+                pos = sup.clocks.next_offset.get(p, 0)  # a partition never read counts as fully behind
                 if hw is not None:
-                    shared.set_consumer_lag(self.events_topic, p, hw - sup.clocks.next_offset.get(p, 0))
-            self._watch_stalls(time.monotonic())
+                    shared.set_consumer_lag(self.events_topic, p, hw - pos)
+                if watch:
+                    self._watch_stall(p, pos, hw, mono)
         except Exception as exc:  # noqa: BLE001 - a dead timer would silently stop every deadline
             metrics.ERRORS.labels("ticker").inc()
             log.exception("ticker: %r", exc)
             if self.pipeline.failed:
                 await self.crash(exc)
 
-    def _watch_stalls(self, mono: float) -> None:
+    def _watch_stall(self, p: int, pos: int, hw: int | None, mono: float) -> None:
         """Report an owned input partition that has records to read but has not moved for ``stall_seconds``.
 
         faust-streaming can stop fetching a partition after a rebalance (its flow control takes the
         partition out of the fetch set and nothing puts it back); the worker then looks healthy while
         one partition's cases are no longer supervised. Found here by a stalled end-to-end test.
         """
-        sup = self.supervisor
-        if sup is None or self.app.rebalancing:
+        mark = (pos, hw)
+        if hw is None or pos >= hw or self._progress.get(p, (None, 0.0))[0] != mark:
+            self._progress[p] = (mark, mono)
             return
-        for p in sup.index.partitions():
-            hw = self.highwater(p)
-            pos = sup.clocks.next_offset.get(p, 0)
-            mark = (pos, hw)
-            if hw is None or pos >= hw or self._progress.get(p, (None, 0.0))[0] != mark:
-                self._progress[p] = (mark, mono)
-                continue
-            since = self._progress[p][1]
-            if mono - since >= self.settings.stall_seconds:
-                metrics.ERRORS.labels("stalled_partition").inc()
-                log.warning("partition %d of %s: at offset %d of %d, no progress for %.0f s; consumer: %s",
-                            p, self.events_topic, pos, hw, mono - since, self._consumer_view(p))
-                self._progress[p] = (mark, mono)
+        since = self._progress[p][1]
+        if mono - since >= self.settings.stall_seconds:
+            metrics.ERRORS.labels("stalled_partition").inc()
+            log.warning("partition %d of %s: at offset %d of %d, no progress for %.0f s; consumer: %s",
+                        p, self.events_topic, pos, hw, mono - since, self._consumer_view(p))
+            self._progress[p] = (mark, mono)
 
     def _consumer_view(self, partition: int) -> str:
         """Faust's and aiokafka's view of one partition (private attributes, for the stall report only)."""
