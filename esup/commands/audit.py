@@ -11,9 +11,10 @@ case's chain head, to keep outside the warehouse as a fixed point).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
@@ -22,6 +23,29 @@ from rich.console import Console
 from esup.commands.run import naive_tz_from, warehouse_target
 
 console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _on_warehouse(data_dir: Path | None, clickhouse_url: str | None, failed: str,
+                  work: Callable[[Any], T]) -> tuple[T, str]:
+    """Open the warehouse, bring its tables up to date, run ``work`` on it and close it; returns what
+    ``work`` returned and where the warehouse is. Exit status 2, with ``failed`` or the opening error, if
+    the warehouse cannot be opened or used."""
+    from warehouse import WarehouseError, open_warehouse
+
+    try:
+        wh = open_warehouse(warehouse_target(data_dir, clickhouse_url))
+    except WarehouseError as exc:
+        console.print(f"[red]无法打开数据仓库[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        wh.migrate()
+        return work(wh), wh.describe()
+    except WarehouseError as exc:
+        console.print(f"[red]{failed}[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        wh.close()
 
 
 def verify_command(
@@ -35,24 +59,10 @@ def verify_command(
 ) -> None:
     """校验入库事件的哈希链：报告入库后被修改、删除或插入的事件（发现问题时退出码为 1）。"""
     from rules.config import load_rule_config
-    from warehouse import WarehouseError, open_warehouse
     from warehouse.chain import KINDS, verify
 
     naive = naive_tz_from(load_rule_config(str(rules_config) if rules_config else None).naive_timezone)
-    try:
-        wh = open_warehouse(warehouse_target(data_dir, clickhouse_url))
-    except WarehouseError as exc:
-        console.print(f"[red]无法打开数据仓库[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    try:
-        wh.migrate()
-        report = verify(wh, case or None, naive)
-        where = wh.describe()
-    except WarehouseError as exc:
-        console.print(f"[red]读取失败[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    finally:
-        wh.close()
+    report, where = _on_warehouse(data_dir, clickhouse_url, "读取失败", lambda wh: verify(wh, case or None, naive))
     if as_json:
         doc = {"warehouse": where, "ok": report.ok, "cases": report.cases, "events": report.events,
                "links": report.links, "by_kind": report.by_kind(),
@@ -87,23 +97,9 @@ def seal_command(
 
     会把所有未入链的行都补入，包括入库后被插入的行：请先运行 esup audit verify，确认“不在哈希链中”的行都可信后再执行。
     """
-    from warehouse import WarehouseError, open_warehouse
     from warehouse.chain import seal
 
-    try:
-        wh = open_warehouse(warehouse_target(data_dir, clickhouse_url))
-    except WarehouseError as exc:
-        console.print(f"[red]无法打开数据仓库[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    try:
-        wh.migrate()
-        n = seal(wh, case or None)
-        where = wh.describe()
-    except WarehouseError as exc:
-        console.print(f"[red]写入失败[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    finally:
-        wh.close()
+    n, where = _on_warehouse(data_dir, clickhouse_url, "写入失败", lambda wh: seal(wh, case or None))
     Console().print(f"{where}：补入哈希链 {n} 条入库事件。", highlight=False, soft_wrap=True)
 
 
