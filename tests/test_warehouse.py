@@ -247,24 +247,25 @@ def test_latest_case_version_wins_whatever_the_arrival_order(wh: Any, syn: Synth
     assert got == syn.final_versions
 
 
+class FailingWrites:
+    """The warehouse, except that its first write (of ``table`` only, if given) raises ``error``."""
+
+    def __init__(self, inner: Any, error: Exception, table: str | None = None) -> None:
+        self.inner, self.error, self.table, self.failures = inner, error, table, 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def write(self, prepared: Any) -> None:
+        if self.failures and self.table in (None, prepared[0]):
+            self.failures -= 1
+            raise self.error
+        self.inner.write(prepared)
+
+
 def test_a_failed_write_is_kept_and_written_once_later(wh: Any, syn: Synthetic) -> None:
-    class Flaky:
-        def __init__(self, inner: Any) -> None:
-            self.inner, self.failures = inner, 1
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-        def prepare(self, table: str, columns: dict[str, list[Any]]) -> Any:
-            return self.inner.prepare(table, columns)
-
-        def write(self, prepared: Any) -> None:
-            if self.failures and prepared[0] == "case_facts":
-                self.failures -= 1
-                raise ConnectionError("network down")
-            self.inner.write(prepared)
-
-    sink = Sink(Flaky(wh), max_rows=10**6, max_seconds=0)
+    sink = Sink(FailingWrites(wh, ConnectionError("network down"), table="case_facts"), max_rows=10**6,
+                max_seconds=0)
     feed(sink, syn.steps[:2000])
     with pytest.raises(ConnectionError):
         sink.flush()
@@ -275,20 +276,7 @@ def test_a_failed_write_is_kept_and_written_once_later(wh: Any, syn: Synthetic) 
 
 
 def test_a_failed_batch_is_retried_on_time_without_new_rows(wh: Any, syn: Synthetic) -> None:
-    class FlakyOnce:
-        def __init__(self, inner: Any) -> None:
-            self.inner, self.failures = inner, 1
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-        def write(self, prepared: Any) -> None:
-            if self.failures:
-                self.failures -= 1
-                raise ConnectionError("ClickHouse restarting")
-            self.inner.write(prepared)
-
-    sink = Sink(FlakyOnce(wh), max_rows=10**6, max_seconds=0.3)
+    sink = Sink(FailingWrites(wh, ConnectionError("ClickHouse restarting")), max_rows=10**6, max_seconds=0.3)
     try:
         sink.add_events([s.item for s in syn.steps[:80]])
         deadline = time.monotonic() + 20
