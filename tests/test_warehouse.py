@@ -247,6 +247,14 @@ def test_latest_case_version_wins_whatever_the_arrival_order(wh: Any, syn: Synth
     assert got == syn.final_versions
 
 
+def _wait_for_events(wh: Any, failure: str, seconds: float = 20) -> None:
+    """Poll until the warehouse holds events (written by the sink's timer); fail with ``failure``."""
+    deadline = time.monotonic() + seconds
+    while counts(wh)["events"] == 0:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)
+
+
 class FailingWrites:
     """The warehouse, except that its first write (of ``table`` only, if given) raises ``error``."""
 
@@ -279,10 +287,7 @@ def test_a_failed_batch_is_retried_on_time_without_new_rows(wh: Any, syn: Synthe
     sink = Sink(FailingWrites(wh, ConnectionError("ClickHouse restarting")), max_rows=10**6, max_seconds=0.3)
     try:
         sink.add_events([s.item for s in syn.steps[:80]])
-        deadline = time.monotonic() + 20
-        while counts(wh)["events"] == 0:
-            assert time.monotonic() < deadline, "the failed batch was never written again"
-            time.sleep(0.1)
+        _wait_for_events(wh, "the failed batch was never written again")
     finally:
         sink.close()  # nothing is left unwritten, so the transient failure is not raised any more
     assert counts(wh)["events"] == len({s.item[1] for s in syn.steps[:80]})
@@ -292,10 +297,7 @@ def test_the_sink_flushes_on_time_when_nothing_else_happens(wh: Any, syn: Synthe
     sink = Sink(wh, max_rows=10**6, max_seconds=0.3)
     try:
         sink.add_events([s.item for s in syn.steps[:50]])
-        deadline = time.monotonic() + 20
-        while counts(wh)["events"] == 0:
-            assert time.monotonic() < deadline, "the timed flush never happened"
-            time.sleep(0.1)
+        _wait_for_events(wh, "the timed flush never happened")
     finally:
         sink.close()
     assert counts(wh)["events"] == len({s.item[1] for s in syn.steps[:50]})
