@@ -28,7 +28,7 @@ import gc
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -88,6 +88,7 @@ class Runtime:
         self._sink_pool: Any = None
         self.events_topic = settings.topics.events
         self._progress: dict[int, tuple[tuple[int, int | None], float]] = {}  # partition -> (position, since)
+        self._read_again: dict[int, tuple[int, float]] = {}  # partition -> (offset, when) of the last seek back
         self.epoch = 0  # rebalances seen: a batch acknowledges its input only within the epoch it was taken in
 
     # ------------------------------------------------------------------------------ wiring
@@ -111,11 +112,6 @@ class Runtime:
         except Exception:  # noqa: BLE001 - consumer not ready or partition just moved
             return None
 
-    def committed(self, partition: int) -> int | None:
-        # Faust keeps the committed offsets it sought to after the last assignment (private, stable API).
-        offsets = getattr(self.app.consumer, "_committed_offset", {})
-        return offsets.get(self._tp(partition))
-
     async def crash(self, exc: BaseException) -> None:
         await self.app.crash(exc)
 
@@ -137,7 +133,34 @@ class Runtime:
                      sorted(owned))
             sup.revoke(indexed - owned)
         if owned - indexed:
-            sup.assign(owned - indexed, self.committed)
+            sup.assign(owned - indexed)
+
+    def on_seek(self, positions: Mapping[TP, int]) -> None:
+        """The consumer sought its partitions to their committed offsets: input is applied from there."""
+        if self.supervisor is None:
+            return
+        for tp, offset in positions.items():
+            if tp.topic == self.events_topic:
+                self.supervisor.start_reading(tp.partition, offset)
+
+    async def read_again(self, partition: int, offset: int, kind: str) -> None:
+        """Seek an input partition back to ``offset``: records from there on never reached the agent.
+
+        Not during a rebalance (Faust seeks every partition to its committed offset after it), and the
+        same seek at most once per ``stall_seconds``: records fetched before it still arrive for a while
+        and show the same gap. ``kind`` is counted in ``esup_stream_errors_total``.
+        """
+        if self.app.rebalancing or partition not in self.owned():
+            return
+        mono = time.monotonic()
+        last = self._read_again.get(partition)
+        if last is not None and last[0] == offset and mono - last[1] < self.settings.stall_seconds:
+            return
+        self._read_again[partition] = (offset, mono)
+        metrics.ERRORS.labels(kind).inc()
+        log.warning("partition %d of %s: reading again from offset %d (%s)", partition, self.events_topic,
+                    offset, kind)
+        await self.app.consumer.seek(self._tp(partition), offset)
 
     async def on_revoked(self, revoked: set[TP]) -> None:
         if self.supervisor is None:
@@ -162,12 +185,14 @@ class Runtime:
         epoch = self.epoch
 
         async def release(dropped: set[int]) -> None:
-            # Acknowledge an event only if its partition's new states were written and no rebalance
-            # came in between (streams.commit, step 3): otherwise it stays unacknowledged and is read
-            # again from the committed offset, and re-applied (a duplicate for the engine if its state
-            # did get through).
+            # Acknowledge an event only if it was applied, its partition's new states were written and
+            # no rebalance came in between (streams.commit, step 3): otherwise it stays unacknowledged
+            # and is read again from the committed offset, and re-applied (a duplicate for the engine
+            # if its state did get through).
             stale = 0
-            for e in events:
+            for i, e in enumerate(events):
+                if i in eff.not_applied:
+                    continue
                 if self.epoch == epoch and e.message.partition not in dropped:
                     await stream.ack(e)
                 else:
@@ -178,6 +203,8 @@ class Runtime:
                          "they are read again", stale)
 
         self.pipeline.submit(eff, release)
+        for p, offset in eff.rewind.items():
+            await self.read_again(p, offset, "input_gap")
 
     async def tick(self) -> None:
         sup = self.supervisor
@@ -186,9 +213,6 @@ class Runtime:
         try:
             if not self.app.rebalancing and self.app.tables.recovery.completed.is_set():
                 self._reconcile()
-            for p in sup.index.partitions():
-                if p not in sup.clocks.next_offset:
-                    sup.clocks.seed(p, self.committed(p))
             now = self.now()
             await self.pipeline.reserve()
             eff = sup.advance(self.highwater, now)
@@ -205,31 +229,36 @@ class Runtime:
                 pos = sup.clocks.next_offset.get(p, 0)  # a partition never read counts as fully behind
                 if hw is not None:
                     shared.set_consumer_lag(self.events_topic, p, hw - pos)
-                if watch:
-                    self._watch_stall(p, pos, hw, mono)
+                if watch and self._stalled(p, pos, hw, mono):
+                    if p in sup.clocks.next_offset:
+                        await self.read_again(p, pos, "stalled_partition")
+                    else:  # never positioned: Faust's seek to the committed offsets did not reach it
+                        await self.app.consumer.perform_seek()
         except Exception as exc:  # noqa: BLE001 - a dead timer would silently stop every deadline
             metrics.ERRORS.labels("ticker").inc()
             log.exception("ticker: %r", exc)
             if self.pipeline.failed:
                 await self.crash(exc)
 
-    def _watch_stall(self, p: int, pos: int, hw: int | None, mono: float) -> None:
-        """Report an owned input partition that has records to read but has not moved for ``stall_seconds``.
+    def _stalled(self, p: int, pos: int, hw: int | None, mono: float) -> bool:
+        """An owned input partition that has records to read but has not moved for ``stall_seconds``.
 
-        faust-streaming can stop fetching a partition after a rebalance (its flow control takes the
-        partition out of the fetch set and nothing puts it back); the worker then looks healthy while
-        one partition's cases are no longer supervised. Found here by a stalled end-to-end test.
+        Faust can drop records it fetched with no seek back, or stop fetching a partition after a
+        rebalance; the worker then looks healthy while one partition's cases are no longer supervised
+        (found by the end-to-end and SIGKILL tests: the Kafka client at the partition's end, the
+        worker a third of the way). Reported with the consumer's view; the caller reads it again.
         """
         mark = (pos, hw)
         if hw is None or pos >= hw or self._progress.get(p, (None, 0.0))[0] != mark:
             self._progress[p] = (mark, mono)
-            return
+            return False
         since = self._progress[p][1]
-        if mono - since >= self.settings.stall_seconds:
-            metrics.ERRORS.labels("stalled_partition").inc()
-            log.warning("partition %d of %s: at offset %d of %d, no progress for %.0f s; consumer: %s",
-                        p, self.events_topic, pos, hw, mono - since, self._consumer_view(p))
-            self._progress[p] = (mark, mono)
+        if mono - since < self.settings.stall_seconds:
+            return False
+        log.warning("partition %d of %s: at offset %d of %d, no progress for %.0f s; consumer: %s",
+                    p, self.events_topic, pos, hw, mono - since, self._consumer_view(p))
+        self._progress[p] = (mark, mono)
+        return True
 
     def _consumer_view(self, partition: int) -> str:
         """Faust's and aiokafka's view of one partition (private attributes, for the stall report only)."""
@@ -256,7 +285,7 @@ class Runtime:
 
     def _count(self, eff: Effects, source: str) -> None:
         metrics.count_effects(eff.decoded, eff.notes, eff.findings, eff.received, source=source,
-                              skipped=eff.skipped)
+                              passed=eff.passed)
 
     def _settled(self, eff: Effects, seconds: float) -> None:
         metrics.BATCH_SECONDS.observe(seconds)
@@ -369,8 +398,8 @@ def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
     )
     from streams.consumer import install
 
-    install(app, s.consumer_fetch_wait_ms, s.consumer_fast_delivery)
     rt = Runtime(app, s, engine)
+    install(app, s.consumer_fetch_wait_ms, s.consumer_fast_delivery, on_seek=rt.on_seek, input_topic=s.topics.events)
     app.esup_runtime = rt  # type: ignore[attr-defined]
 
     def topic(name: str) -> Any:

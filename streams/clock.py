@@ -69,7 +69,7 @@ class PartitionClocks:
         self.now = now
         self.lateness = lateness
         self.watermark: dict[int, float] = {}  # latest occurred_at applied, epoch seconds
-        self.next_offset: dict[int, int] = {}  # offset after the last record applied (or committed)
+        self.next_offset: dict[int, int] = {}  # the offset to apply next; unknown until the consumer is positioned
 
     def observe(self, partition: int, offset: int, occurred: float | None) -> None:
         """A record of ``partition`` was applied to state (valid or not)."""
@@ -78,10 +78,9 @@ class PartitionClocks:
         if occurred is not None and occurred > self.watermark.get(partition, float("-inf")):
             self.watermark[partition] = occurred
 
-    def seed(self, partition: int, committed: int | None) -> None:
-        """Start of ownership: the committed offset is where applying resumes."""
-        if committed is not None and committed > self.next_offset.get(partition, -1):
-            self.next_offset[partition] = committed
+    def reposition(self, partition: int, offset: int) -> None:
+        """The consumer now reads ``partition`` from ``offset`` (after an assignment or a seek back)."""
+        self.next_offset[partition] = offset
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:

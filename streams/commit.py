@@ -12,7 +12,8 @@ again. Hence, for every batch of input and every tick:
 2. **state**: then the changed state records are written to the table's changelog, after those of
    the batch before (so the last record of a case in the changelog is its newest state), and only
    for partitions this worker still owns (after a rebalance the new owner re-applies the batch);
-3. **offsets**: then the batch's input events are acknowledged to Faust, which commits acknowledged
+3. **offsets**: then the batch's applied input events are acknowledged to Faust (records the
+   supervisor held back, ``Effects.not_applied``, are read again), which commits acknowledged
    offsets every ``commit_interval`` (flushing its own producer first) — except the events of a
    partition whose states were dropped in step 2: ``release`` is told those partitions, and their
    events stay unacknowledged, so they are read again (Faust would count a late acknowledgement

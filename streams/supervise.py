@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import Any
@@ -50,7 +50,9 @@ class Effects:
     warehouse: dict[int, WarehouseBatch] = field(default_factory=dict)  # partition -> warehouse-batches
     states: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # partition -> key -> record
     events: int = 0  # valid events applied
-    skipped: int = 0  # records of partitions this worker no longer owns
+    not_applied: set[int] = field(default_factory=set)  # positions in the batch: neither applied nor to acknowledge
+    passed: Counter[str] = field(default_factory=Counter)  # why: moved, reread, gap, unpositioned
+    rewind: dict[int, int] = field(default_factory=dict)  # partition -> offset to read it again from
     decoded: list[Any] = field(default_factory=list)  # events and InvalidEvents, for the metrics
     notes: list[Note] = field(default_factory=list)
 
@@ -105,8 +107,10 @@ class Supervisor:
         self.key_mismatch = 0  # records whose Kafka key is not their case number
 
     # ------------------------------------------------------------------------------ ownership
-    def assign(self, partitions: Iterable[int], committed: Callable[[int], int | None]) -> None:
-        """Partitions now owned (the table restored): index their deadlines from the stored records."""
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Partitions now owned (the table restored): index their deadlines from the stored records.
+
+        Where reading starts is not known here: the consumer tells ``start_reading`` after it has sought."""
         new = {p for p in partitions if not self.index.owns(p)}
         if not new:
             return
@@ -127,7 +131,6 @@ class Supervisor:
         for p in new:
             self.index.rebuild(p, entries[p])
             self.statuses[p] = statuses[p]
-            self.clocks.seed(p, committed(p))
         if bad:
             log.warning("state table: %d records in an unknown layout were left out of the deadline index", bad)
         log.info("deadline index: partitions %s, %d cases with a pending deadline",
@@ -142,21 +145,51 @@ class Supervisor:
         if gone and self._cache:
             self._cache = {c: v for c, v in self._cache.items() if v[0] not in gone}
 
+    def start_reading(self, partition: int, offset: int) -> None:
+        """The consumer reads ``partition`` from ``offset`` now (it was assigned, or sought back)."""
+        self.clocks.reposition(partition, offset)
+
     # ------------------------------------------------------------------------------ events
-    def apply(self, records: list[InRecord]) -> Effects:
-        """Validate and apply one batch of input records (in delivery order)."""
+    def apply(self, records: Sequence[InRecord]) -> Effects:
+        """Validate and apply one batch of input records (in delivery order).
+
+        Each partition is applied strictly in offset order, from where the consumer was positioned
+        (``start_reading``). A record before that point was applied already: a copy fetched before a
+        seek back. A record after it means the records in between never reached this worker — Faust
+        drops fetched records on several paths (a rebalance, flow control, recovery) and relies on a seek
+        that did not always follow (found by the SIGKILL reliability test: a partition read up to its end
+        by the Kafka client while the worker had applied a third of it). Applying past such a gap would
+        lose those events, or apply them out of order when they come again. Neither kind is applied or
+        acknowledged; after a gap ``eff.rewind`` asks the runtime to read the partition again from it.
+        """
         eff = Effects()
         owned = None
-        for rec in records:  # raw events first, valid or not: the warehouse stores them as received
-            if not self.index.owns(rec.partition):
+        expect = self.clocks.next_offset
+        applied: list[InRecord] = []
+        for i, rec in enumerate(records):  # raw events first, valid or not: the warehouse stores them as received
+            p = rec.partition
+            if not self.index.owns(p):
                 owned = self.owned() if owned is None else owned
-                if rec.partition not in owned:
-                    eff.skipped += 1
+                if p not in owned:
+                    eff.not_applied.add(i)
+                    eff.passed["moved"] += 1
                     continue
-                self.assign([rec.partition], lambda p: None)
-            eff.batch_for(rec.partition).events.append(
-                RawEvent(rec.value, rec.timestamp_ms, rec.partition, rec.offset))
-        good, bad = validate((r for r in records if self.index.owns(r.partition)), self.naive_tz)
+                self.assign([p])
+            at = expect.get(p)
+            if at is None or rec.offset != at or p in eff.rewind:
+                eff.not_applied.add(i)
+                if at is None:
+                    eff.passed["unpositioned"] += 1  # read before the consumer's seek: it comes again
+                elif rec.offset < at:
+                    eff.passed["reread"] += 1
+                else:
+                    eff.passed["gap"] += 1
+                    eff.rewind.setdefault(p, at)
+                continue
+            expect[p] = at + 1
+            applied.append(rec)
+            eff.batch_for(p).events.append(RawEvent(rec.value, rec.timestamp_ms, p, rec.offset))
+        good, bad = validate(applied, self.naive_tz)
         clocks = self.clocks
         for rec, invalid in bad:
             eff.dead.append((rec, invalid.error))

@@ -61,7 +61,8 @@ def _case_records() -> list[InRecord]:
 
 def _supervisor(now) -> Supervisor:  # type: ignore[no-untyped-def]
     sup = Supervisor(engine(), {}, owned=lambda: {0}, clocks=PartitionClocks(now))
-    sup.assign([0], lambda p: None)
+    sup.assign([0])
+    sup.start_reading(0, 0)
     eff = sup.apply(_case_records())
     assert eff.events == 2 and not eff.findings
     return sup

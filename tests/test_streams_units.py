@@ -75,7 +75,7 @@ def test_partition_clock_follows_watermark_while_behind_and_wall_once_caught_up(
     clocks.observe(0, offset=4, occurred=400.0)  # late event: the watermark does not go back
     assert clocks.caught_up(0, 5)
     assert clocks.time_for(0, highwater=5) == 990.0  # caught up: wall clock - lateness
-    clocks.seed(1, 7)
+    clocks.reposition(1, 7)
     assert clocks.time_for(1, highwater=7) == 990.0 and clocks.time_for(1, highwater=8) is None
     clocks.forget([0, 1])
     assert clocks.time_for(0, highwater=5) is None
@@ -291,7 +291,9 @@ def test_supervisor_matches_embedded_runner_on_a_simulation(tmp_path: Path) -> N
     eng = Engine.default()
     table: dict[bytes, bytes] = {}
     sup = Supervisor(eng, table, owned=lambda: {0, 1, 2, 3}, clocks=PartitionClocks(lambda: now, lateness))
-    sup.assign(range(4), lambda p: 0)
+    sup.assign(range(4))
+    for p in range(4):
+        sup.start_reading(p, 0)
     ends = {p: 1 + max(r.offset for r in recs if r.partition == p) for p in range(4)}
     found: list[Finding] = []
     dead = 0
@@ -321,14 +323,16 @@ def test_new_owner_fires_moved_deadlines_once(tmp_path: Path) -> None:
     table: dict[bytes, bytes] = {}
     t_mid = datetime.fromisoformat("2026-03-09T12:00:00+08:00").timestamp()  # after the warning, before overdue
     a = Supervisor(eng, table, owned=lambda: {2}, clocks=PartitionClocks(lambda: t_mid))
-    a.assign([2], lambda p: 0)
+    a.assign([2])
+    a.start_reading(2, 0)
     a.apply(recs)
     first = a.advance(lambda p: len(recs)).findings
     assert [f.rule for f in first] == ["TIMEOUT.PROMISED_WARNING"]
     a.revoke([2])
     t_late = datetime.fromisoformat("2026-04-30T00:00:00+08:00").timestamp()
     b = Supervisor(eng, table, owned=lambda: {2}, clocks=PartitionClocks(lambda: t_late))
-    b.assign([2], lambda p: len(recs))
+    b.assign([2])
+    b.start_reading(2, len(recs))
     assert b.index.pending(2) == 1
     later = b.advance(lambda p: len(recs)).findings
     rules = sorted(f.rule for f in later)
@@ -339,11 +343,12 @@ def test_new_owner_fires_moved_deadlines_once(tmp_path: Path) -> None:
 def test_supervisor_skips_partitions_it_does_not_own_and_keeps_raw_events() -> None:
     eng = engine()
     sup = Supervisor(eng, {}, owned=lambda: {0}, clocks=PartitionClocks(lambda: 0.0))
-    sup.assign([0], lambda p: 0)
+    sup.assign([0])
+    sup.start_reading(0, 0)
     line = msgspec.json.encode(CaseScript("K1").e("submitted", "2026-03-02 09:00").events[0])
     eff = sup.apply([InRecord(b"K1", line, 0, 0, 5), InRecord(b"K2", line, 1, 0, 5),
                      InRecord(None, b"garbage", 0, 1, 6)])
-    assert eff.skipped == 1 and eff.events == 1 and len(eff.dead) == 1
+    assert eff.passed == {"moved": 1} and eff.not_applied == {1} and eff.events == 1 and len(eff.dead) == 1
     assert [e.offset for e in eff.warehouse[0].events] == [0, 1] and 1 not in eff.warehouse
     assert len(eff.warehouse[0].facts) == 1 and list(eff.states) == [0]
 
@@ -398,3 +403,48 @@ def test_the_example_worker_configuration_loads() -> None:
     example = Path(__file__).resolve().parent.parent / "streams" / "worker.example.yaml"
     s = load_settings(example, env={})
     assert s.partitions == 16 and s.replication == 3 and len(s.bootstrap_servers) == 3
+
+
+
+def _approval_records(case_id: str = "G1") -> list[InRecord]:
+    """A promised case (T-PROM5) that goes through its four steps, then is decided and completed."""
+    case = CaseScript(case_id).accepted_on("2026-03-02 09:00")
+    for n, step in enumerate(["受理", "审查", "审核", "批准"]):
+        case.e("step_completed", f"2026-03-03 09:{10 * (n + 1)}", step=step, officer_id=f"A{n + 1}")
+    case.e("decided", "2026-03-04 10:00", outcome="approved").e("completed", "2026-03-04 11:00")
+    return [InRecord(case_id.encode(), msgspec.json.encode(ev), 0, i, 0) for i, ev in enumerate(case.events)]
+
+
+def test_supervisor_applies_a_partition_in_offset_order_and_reads_a_gap_again() -> None:
+    """Records Faust fetched and dropped leave a gap: what comes after it waits, and the gap is read again.
+
+    Applied past the gap, the decision would move the partition's clock to its end: the ticker would
+    report the missing review (审查) as a skipped step before it arrived."""
+    recs = _approval_records()
+    end = len(recs)
+    later = datetime(2026, 4, 1, tzinfo=UTC).timestamp()
+    sup = Supervisor(engine(), {}, owned=lambda: {0}, clocks=PartitionClocks(lambda: later))
+    sup.assign([0])
+    sup.start_reading(0, 0)
+    first = sup.apply(recs[:3] + recs[4:])  # offset 3 (审查) never arrived
+    assert first.rewind == {0: 3} and first.passed == {"gap": end - 4} and first.not_applied == set(range(3, end - 1))
+    assert [e.offset for e in first.warehouse[0].events] == [0, 1, 2] and first.events == 3
+    assert not sup.advance(lambda p: end).findings  # behind: the clock stays at what was applied
+    again = sup.apply(recs[2:])  # read again from the gap, with one record before it
+    assert again.not_applied == {0} and again.passed == {"reread": 1} and not again.rewind
+    assert [e.offset for e in again.warehouse[0].events] == list(range(3, end))
+    fired = [f.rule for f in first.findings + again.findings + sup.advance(lambda p: end).findings]
+    assert "PROCEDURE.SKIPPED_STEP" not in fired and "PROCEDURE.NOT_ACCEPTED" not in fired, fired
+
+
+def test_supervisor_applies_nothing_of_a_partition_before_the_consumer_is_positioned() -> None:
+    """Records delivered between an assignment and Faust's seek to the committed offsets come again
+    after it; applied from an unknown position they could skip records or repeat out of order."""
+    recs = _approval_records()
+    sup = Supervisor(engine(), {}, owned=lambda: {0}, clocks=PartitionClocks(lambda: 0.0))
+    sup.assign([0])
+    early = sup.apply(recs[2:])
+    assert early.events == 0 and early.passed == {"unpositioned": len(recs) - 2} and not early.rewind
+    assert not early.warehouse and early.not_applied == set(range(len(recs) - 2))
+    sup.start_reading(0, 0)
+    assert sup.apply(recs).events == len(recs)
