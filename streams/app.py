@@ -12,8 +12,9 @@ case-events ─► supervise agent: validate ─► case-events-dlq (reason in h
 ```
 
 Agents are a few lines; the work is in plain code: ``streams.supervise`` (validation, engine,
-deadlines), ``streams.commit`` (the durability order and offset release), ``streams.output`` (Kafka
-writes), ``streams.sink`` (ClickHouse), ``streams.alerts`` (alerting/). ``Runtime`` holds them.
+deadlines), ``streams.commit`` (the durability order and offset release), ``streams.order`` (every
+agent reads each partition offset after offset), ``streams.output`` (Kafka writes), ``streams.sink``
+(ClickHouse), ``streams.alerts`` (alerting/). ``Runtime`` holds them.
 
 Validation is the first stage of the supervise agent rather than an agent of its own: every Faust
 agent on a topic costs about 60 µs per record here (one agent read 10,000 records/s, three agents
@@ -28,7 +29,7 @@ import gc
 import importlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -40,6 +41,7 @@ from rules.findings import decode_finding
 from streams import metrics
 from streams.clock import PartitionClocks, parse_clock
 from streams.commit import CommitPipeline
+from streams.order import Admission, ReadOrder
 from streams.output import Output
 from streams.settings import StreamSettings
 from streams.supervise import Effects, InRecord, Supervisor
@@ -87,8 +89,16 @@ class Runtime:
         self.alerts: Any = None
         self._sink_pool: Any = None
         self.events_topic = settings.topics.events
-        self._progress: dict[int, tuple[tuple[int, int | None], float]] = {}  # partition -> (position, since)
-        self._read_again: dict[int, tuple[int, float]] = {}  # partition -> (offset, when) of the last seek back
+        # Every topic an agent of this worker reads, in offset order (streams.order); the input's is the
+        # supervisor's, added with it.
+        self.orders: dict[str, ReadOrder] = {}
+        if settings.role in ("all", "sink"):
+            self.orders[settings.topics.warehouse] = ReadOrder()
+        if settings.role in ("all", "supervise") and settings.alerting:
+            self.orders[settings.topics.findings] = ReadOrder()
+        self._progress: dict[TP, tuple[tuple[int, int | None], float]] = {}  # -> (position, since)
+        self._read_again: dict[TP, tuple[int, float]] = {}  # -> (offset, when) of the last seek back
+        self._busy: set[str] = set()  # topics whose agent is working on a batch (not a stall when it is slow)
         self.epoch = 0  # rebalances seen: a batch acknowledges its input only within the epoch it was taken in
 
     # ------------------------------------------------------------------------------ wiring
@@ -98,17 +108,16 @@ class Runtime:
         clocks = PartitionClocks(self.now, self.settings.lateness_seconds)
         self.supervisor = Supervisor(self.engine, table.data, owned=self.owned, clocks=clocks,
                                      cache_size=self.settings.state_cache, naive_tz=_naive_tz(self.engine))
+        self.orders[self.events_topic] = self.supervisor.order
 
-    def owned(self) -> set[int]:
-        """Input partitions this worker is the active owner of (standbys excluded)."""
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.events_topic}
+    def owned(self, topic: str | None = None) -> set[int]:
+        """Partitions of ``topic`` (the input) this worker is the active owner of (standbys excluded)."""
+        topic = topic or self.events_topic
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
-    def _tp(self, partition: int) -> TP:
-        return TP(self.events_topic, partition)
-
-    def highwater(self, partition: int) -> int | None:
+    def highwater(self, partition: int, topic: str | None = None) -> int | None:
         try:
-            return self.app.consumer.highwater(self._tp(partition))
+            return self.app.consumer.highwater(TP(topic or self.events_topic, partition))
         except Exception:  # noqa: BLE001 - consumer not ready or partition just moved
             return None
 
@@ -136,33 +145,56 @@ class Runtime:
             sup.assign(owned - indexed)
 
     def on_seek(self, positions: Mapping[TP, int]) -> None:
-        """The consumer sought its partitions to their committed offsets: input is applied from there."""
-        if self.supervisor is None:
-            return
+        """The consumer sought its partitions to their committed offsets: each agent reads from there."""
         for tp, offset in positions.items():
-            if tp.topic == self.events_topic:
-                self.supervisor.start_reading(tp.partition, offset)
+            order = self.orders.get(tp.topic)
+            if order is not None:
+                order.start(tp.partition, offset)
 
-    async def read_again(self, partition: int, offset: int, kind: str) -> None:
-        """Seek an input partition back to ``offset``: records from there on never reached the agent.
+    async def read_again(self, topic: str, partition: int, offset: int, kind: str) -> None:
+        """Seek a partition back to ``offset``: records from there on never reached its agent.
 
         Not during a rebalance (Faust seeks every partition to its committed offset after it), and the
         same seek at most once per ``stall_seconds``: records fetched before it still arrive for a while
         and show the same gap. ``kind`` is counted in ``esup_stream_errors_total``.
         """
-        if self.app.rebalancing or partition not in self.owned():
+        if self.app.rebalancing or partition not in self.owned(topic):
             return
-        mono = time.monotonic()
-        last = self._read_again.get(partition)
+        tp, mono = TP(topic, partition), time.monotonic()
+        last = self._read_again.get(tp)
         if last is not None and last[0] == offset and mono - last[1] < self.settings.stall_seconds:
             return
-        self._read_again[partition] = (offset, mono)
+        self._read_again[tp] = (offset, mono)
         metrics.ERRORS.labels(kind).inc()
-        log.warning("partition %d of %s: reading again from offset %d (%s)", partition, self.events_topic,
-                    offset, kind)
-        await self.app.consumer.seek(self._tp(partition), offset)
+        log.warning("partition %d of %s: reading again from offset %d (%s)", partition, topic, offset, kind)
+        await self.app.consumer.seek(tp, offset)
+
+    async def process(self, topic: str, stream: Any, events: list[Any],
+                      work: Callable[[list[bytes]], Awaitable[None]]) -> None:
+        """``work`` on the values of a batch's admitted events (streams.order), then acknowledge those."""
+        self._busy.add(topic)
+        try:
+            adm = self.orders[topic].admit_all((e.message.partition, e.message.offset) for e in events)
+            if adm.held:
+                events = [e for i, e in enumerate(events) if i not in adm.held]
+            if events:
+                await work([e.message.value for e in events])
+            for e in events:
+                await stream.ack(e)
+            await self._after(topic, adm)
+        finally:
+            self._busy.discard(topic)
+
+    async def _after(self, topic: str, adm: Admission) -> None:
+        for why, n in adm.passed.items():
+            metrics.HELD.labels(topic, why).inc(n)
+        for p, offset in adm.rewind.items():
+            await self.read_again(topic, p, offset, "read_gap")
 
     async def on_revoked(self, revoked: set[TP]) -> None:
+        for topic, order in self.orders.items():
+            if topic != self.events_topic:  # the input's goes with the supervisor's state, below
+                order.forget(tp.partition for tp in revoked if tp.topic == topic)
         if self.supervisor is None:
             return
         parts = {tp.partition for tp in revoked if tp.topic == self.events_topic}
@@ -175,7 +207,11 @@ class Runtime:
     async def supervise(self, stream: Any, events: list[Any]) -> None:
         sup = self.supervisor
         assert sup is not None
-        await self.pipeline.reserve()
+        self._busy.add(self.events_topic)
+        try:
+            await self.pipeline.reserve()
+        finally:
+            self._busy.discard(self.events_topic)
         # From here to submit() nothing awaits: states are computed and queued in one step.
         records = [InRecord(m.key, m.value, m.partition, m.offset,
                             int(round((m.timestamp or 0) * 1000))) for m in (e.message for e in events)]
@@ -190,8 +226,9 @@ class Runtime:
             # and is read again from the committed offset, and re-applied (a duplicate for the engine
             # if its state did get through).
             stale = 0
+            held = eff.admission.held
             for i, e in enumerate(events):
-                if i in eff.not_applied:
+                if i in held:
                     continue
                 if self.epoch == epoch and e.message.partition not in dropped:
                     await stream.ack(e)
@@ -203,8 +240,7 @@ class Runtime:
                          "they are read again", stale)
 
         self.pipeline.submit(eff, release)
-        for p, offset in eff.rewind.items():
-            await self.read_again(p, offset, "input_gap")
+        await self._after(self.events_topic, eff.admission)
 
     async def tick(self) -> None:
         sup = self.supervisor
@@ -223,47 +259,58 @@ class Runtime:
                 self.pipeline.submit(eff)
             metrics.DEADLINES.set(sup.index.pending())
             shared.set_case_states(sup.status_counts())
-            mono, watch = time.monotonic(), not self.app.rebalancing
-            for p in sup.index.partitions():
-                hw = self.highwater(p)
-                pos = sup.clocks.next_offset.get(p, 0)  # a partition never read counts as fully behind
-                if hw is not None:
-                    shared.set_consumer_lag(self.events_topic, p, hw - pos)
-                if watch and self._stalled(p, pos, hw, mono):
-                    if p in sup.clocks.next_offset:
-                        await self.read_again(p, pos, "stalled_partition")
-                    else:  # never positioned: Faust's seek to the committed offsets did not reach it
-                        await self.app.consumer.perform_seek()
         except Exception as exc:  # noqa: BLE001 - a dead timer would silently stop every deadline
             metrics.ERRORS.labels("ticker").inc()
             log.exception("ticker: %r", exc)
             if self.pipeline.failed:
                 await self.crash(exc)
 
-    def _stalled(self, p: int, pos: int, hw: int | None, mono: float) -> bool:
-        """An owned input partition that has records to read but has not moved for ``stall_seconds``.
+    async def watch(self) -> None:
+        """Every owned partition an agent reads: the input's lag, and a partition that stopped moving."""
+        try:
+            mono, watch = time.monotonic(), not self.app.rebalancing
+            for topic, order in self.orders.items():
+                for p in self.owned(topic):
+                    hw = self.highwater(p, topic)
+                    at = order.position(p)
+                    pos = 0 if at is None else at  # a partition never read counts as fully behind
+                    if hw is not None and topic == self.events_topic:
+                        shared.set_consumer_lag(topic, p, hw - pos)
+                    if not (watch and self._stalled(TP(topic, p), pos, hw, mono)):
+                        continue
+                    if at is not None:
+                        await self.read_again(topic, p, at, "stalled_partition")
+                    else:  # never positioned: Faust's seek to the committed offsets did not reach it
+                        await self.app.consumer.perform_seek()
+        except Exception as exc:  # noqa: BLE001 - a dead timer would stop watching for good
+            metrics.ERRORS.labels("watch").inc()
+            log.exception("partition watch: %r", exc)
 
-        Faust can drop records it fetched with no seek back, or stop fetching a partition after a
-        rebalance; the worker then looks healthy while one partition's cases are no longer supervised
-        (found by the end-to-end and SIGKILL tests: the Kafka client at the partition's end, the
-        worker a third of the way). Reported with the consumer's view; the caller reads it again.
+    def _stalled(self, tp: TP, pos: int, hw: int | None, mono: float) -> bool:
+        """An owned partition that has records to read but has not moved for ``stall_seconds``.
+
+        Faust can drop records it fetched with no seek back (``streams.order``), or stop fetching a
+        partition after a rebalance; the worker then looks healthy while one partition's cases are no
+        longer supervised (found by the end-to-end and SIGKILL tests: the Kafka client at the
+        partition's end, the worker a third of the way). Reported with the consumer's view; the caller
+        reads it again.
         """
         mark = (pos, hw)
-        if hw is None or pos >= hw or self._progress.get(p, (None, 0.0))[0] != mark:
-            self._progress[p] = (mark, mono)
+        if (hw is None or pos >= hw or tp.topic in self._busy
+                or self._progress.get(tp, (None, 0.0))[0] != mark):
+            self._progress[tp] = (mark, mono)
             return False
-        since = self._progress[p][1]
+        since = self._progress[tp][1]
         if mono - since < self.settings.stall_seconds:
             return False
         log.warning("partition %d of %s: at offset %d of %d, no progress for %.0f s; consumer: %s",
-                    p, self.events_topic, pos, hw, mono - since, self._consumer_view(p))
-        self._progress[p] = (mark, mono)
+                    tp.partition, tp.topic, pos, hw, mono - since, self._consumer_view(tp))
+        self._progress[tp] = (mark, mono)
         return True
 
-    def _consumer_view(self, partition: int) -> str:
+    def _consumer_view(self, tp: TP) -> str:
         """Faust's and aiokafka's view of one partition (private attributes, for the stall report only)."""
         c = self.app.consumer
-        tp = self._tp(partition)
         view = {
             "active": tp in (getattr(c, "_active_partitions", None) or ()),
             "paused": tp in getattr(c, "_paused_partitions", ()),
@@ -276,7 +323,7 @@ class Runtime:
 
             inner = c._thread._ensure_consumer()
             state = inner._fetcher._subscriptions.subscription.assignment.state_value(
-                TopicPartition(tp.topic, partition))
+                TopicPartition(tp.topic, tp.partition))
             view.update(kafka_position=state.position, kafka_paused=state.paused,
                         kafka_highwater=state.highwater, kafka_has_position=state.has_valid_position)
         except Exception as exc:  # noqa: BLE001 - a report, never a failure
@@ -284,8 +331,7 @@ class Runtime:
         return ", ".join(f"{k}={v}" for k, v in view.items())
 
     def _count(self, eff: Effects, source: str) -> None:
-        metrics.count_effects(eff.decoded, eff.notes, eff.findings, eff.received, source=source,
-                              passed=eff.passed)
+        metrics.count_effects(eff.decoded, eff.notes, eff.findings, eff.received, source=source)
 
     def _settled(self, eff: Effects, seconds: float) -> None:
         metrics.BATCH_SECONDS.observe(seconds)
@@ -422,18 +468,12 @@ def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
             """Fire deadlines of cases that get no event (per-partition heaps, partition clocks)."""
             await rt.tick()
 
-        @app.on_partitions_revoked.connect
-        async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-            await rt.on_revoked(revoked)
-
     if alerting:
         @app.agent(topic(s.topics.findings), name="alerts")
         async def alerts(stream: Any) -> None:
             """Findings → alerting/ (route, dedup, mask, send, log); acknowledged once recorded."""
             async for events in stream.noack_take(500, within=1.0):
-                await rt.alert([e.message.value for e in events])
-                for e in events:
-                    await stream.ack(e)
+                await rt.process(s.topics.findings, stream, events, rt.alert)
 
         @app.timer(s.alert_tick_seconds, on_leader=True, name="alert-lifecycle")
         async def alert_lifecycle() -> None:
@@ -445,9 +485,7 @@ def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
         async def warehouse_sink(stream: Any) -> None:
             """warehouse-batches → ClickHouse in large writes; acknowledged once stored."""
             async for events in stream.noack_take(s.sink_batch_max, within=s.sink_within):
-                await rt.store([e.message.value for e in events])
-                for e in events:
-                    await stream.ack(e)
+                await rt.process(s.topics.warehouse, stream, events, rt.store)
 
     if s.gc_freeze_seconds > 0:
         @app.timer(s.gc_freeze_seconds, name="gc-freeze")
@@ -462,6 +500,15 @@ def create_app(settings: StreamSettings, *, engine: Any = None) -> faust.App:
             found = gc.collect()
             gc.freeze()
             log.info("full garbage collection: %d objects freed in %.2f s", found, time.monotonic() - started)
+
+    @app.timer(s.tick_seconds, name="partition-watch")
+    async def partition_watch() -> None:
+        """Input lag, and partitions that stopped moving: read again (streams.order)."""
+        await rt.watch()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await rt.on_revoked(revoked)
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **kwargs: Any) -> None:

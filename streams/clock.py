@@ -69,7 +69,7 @@ class PartitionClocks:
         self.now = now
         self.lateness = lateness
         self.watermark: dict[int, float] = {}  # latest occurred_at applied, epoch seconds
-        self.next_offset: dict[int, int] = {}  # the offset to apply next; unknown until the consumer is positioned
+        self.next_offset: dict[int, int] = {}  # the offset to apply next (kept by streams.order.ReadOrder)
 
     def observe(self, partition: int, offset: int, occurred: float | None) -> None:
         """A record of ``partition`` was applied to state (valid or not)."""
@@ -77,10 +77,6 @@ class PartitionClocks:
             self.next_offset[partition] = offset + 1
         if occurred is not None and occurred > self.watermark.get(partition, float("-inf")):
             self.watermark[partition] = occurred
-
-    def reposition(self, partition: int, offset: int) -> None:
-        """The consumer now reads ``partition`` from ``offset`` (after an assignment or a seek back)."""
-        self.next_offset[partition] = offset
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:

@@ -143,37 +143,37 @@ class _Consumer(driver.Consumer):
 class _DroppingConsumer(_Consumer):
     """Fault injection for tests: input records dropped between fetch and delivery, once each.
 
-    ``ESUP_FAILPOINT_DROP=PARTITION:FIRST-LAST[,...]`` (LAST may be left out: to the end) makes the
-    worker lose those records of the input topic the first time they are fetched, as Faust does on
-    its own in rare interleavings — so a test can show the worker reads them again, without waiting
-    for the race. Never set in production; ``install`` logs it when it is.
+    ``ESUP_FAILPOINT_DROP=[TOPIC/]PARTITION:FIRST-LAST[,...]`` (the input topic unless named; LAST may
+    be left out: to the end) makes the worker lose those records the first time they are fetched, as
+    Faust does on its own in rare interleavings — so a test can show the worker reads them again,
+    without waiting for the race. Never set in production; ``install`` logs it when it is.
     """
 
-    drop_topic: str = ""
-    drop_ranges: tuple[tuple[int, int, float], ...] = ()
+    drop_ranges: tuple[tuple[str, int, int, float], ...] = ()
 
-    _dropped: set[tuple[int, int]] | None = None  # (partition, offset) dropped once already
+    _dropped: set[tuple[str, int, int]] | None = None  # (topic, partition, offset) dropped once already
 
     async def getmany(self, timeout: float) -> Any:
         if self._dropped is None:
             self._dropped = set()
         dropped = self._dropped
         async for tp, message in super().getmany(timeout):
-            if tp.topic == self.drop_topic:
-                key = (tp.partition, message.offset)
-                if key not in dropped and any(p == key[0] and lo <= key[1] <= hi for p, lo, hi in self.drop_ranges):
-                    dropped.add(key)
-                    continue
+            key = (tp.topic, tp.partition, message.offset)
+            if key not in dropped and any(t == key[0] and p == key[1] and lo <= key[2] <= hi
+                                          for t, p, lo, hi in self.drop_ranges):
+                dropped.add(key)
+                continue
             yield tp, message
 
 
-def parse_failpoint(spec: str) -> tuple[tuple[int, int, float], ...]:
-    """``"1:20-39,2:30-"`` -> ((1, 20, 39), (2, 30, inf))."""
+def parse_failpoint(spec: str, topic: str) -> tuple[tuple[str, int, int, float], ...]:
+    """``"1:20-39,sink/2:30-"`` -> ((topic, 1, 20, 39), ("sink", 2, 30, inf))."""
     out = []
     for part in filter(None, (x.strip() for x in spec.split(","))):
-        partition, _, span = part.partition(":")
+        named, _, where = part.rpartition("/")
+        partition, _, span = where.partition(":")
         first, _, last = span.partition("-")
-        out.append((int(partition), int(first), float(last) if last else float("inf")))
+        out.append((named or topic, int(partition), int(first), float(last) if last else float("inf")))
     return tuple(out)
 
 
@@ -188,7 +188,7 @@ def install(app: Any, fetch_wait_ms: int, fast_delivery: bool = True,
     failpoint = os.environ.get("ESUP_FAILPOINT_DROP")
     if failpoint:
         base = _DroppingConsumer
-        attrs.update(drop_topic=input_topic, drop_ranges=parse_failpoint(failpoint))
-        log.warning("fault injection: records %s of %s are dropped once after they are fetched (a test setting)",
-                    failpoint, input_topic)
+        attrs.update(drop_ranges=parse_failpoint(failpoint, input_topic))
+        log.warning("fault injection: records %s (default topic %s) are dropped once after they are fetched "
+                    "(a test setting)", failpoint, input_topic)
     app.transport.Consumer = type("EsupConsumer", (base,), attrs)

@@ -6,8 +6,7 @@ rules read those names): events consumed and rejected, events processed, finding
 ClickHouse writes, alert deliveries. ``count_effects`` feeds them from what a batch or a tick produced.
 
 Figures only the live driver has are defined here, under ``esup_stream_``: records applied by
-result (valid, invalid; or not applied: their partition moved, read again, after a gap, before the
-consumer was positioned), findings by source (an event, or
+result (valid, invalid), records held back to be read again (``streams.order``), findings by source (an event, or
 the ticker: a deadline nobody sent an event for), the cases with a pending deadline (the ticker's
 index), the time a batch takes to become durable (the commit order of ``streams.commit``), and
 problems by kind.
@@ -15,7 +14,7 @@ problems by kind.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -23,8 +22,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from esup import metrics as m
 from schemas.events import InvalidEvent
 
-EVENTS = Counter("esup_stream_events", "Input records by result: applied (valid, invalid) or not (moved, reread, "
-                 "gap, unpositioned)", ["result"])
+EVENTS = Counter("esup_stream_events", "Input records applied by this worker, by result (valid, invalid)", ["result"])
+HELD = Counter("esup_stream_records_held", "Records an agent did not process and will read again, by topic and "
+               "reason (gap, reread, unpositioned, moved: see streams.order)", ["topic", "reason"])
 FINDINGS = Counter("esup_stream_findings", "Findings raised by this worker, by source (event or ticker)", ["source"])
 DEADLINES = Gauge("esup_stream_deadlines_pending", "Cases with a pending deadline in this worker's ticker index")
 BATCH_SECONDS = Histogram("esup_stream_durable_seconds", "Time for a batch or tick to become durable: effects, "
@@ -36,16 +36,13 @@ STALE_ACKS = Counter("esup_stream_unacked_after_rebalance",
 
 
 def count_effects(decoded: Iterable[Any], notes: Iterable[Any], findings: list[Any],
-                  received: list[float | None], *, source: str = "event",
-                  passed: Mapping[str, int] | None = None) -> None:
+                  received: list[float | None], *, source: str = "event") -> None:
     """Record what one batch (or tick) read and produced."""
     decoded = list(decoded)
     invalid = sum(1 for e in decoded if isinstance(e, InvalidEvent))
     if decoded:
         EVENTS.labels("valid").inc(len(decoded) - invalid)
         EVENTS.labels("invalid").inc(invalid)
-    for result, n in (passed or {}).items():
-        EVENTS.labels(result).inc(n)
     if findings:
         FINDINGS.labels(source).inc(len(findings))
     if decoded:

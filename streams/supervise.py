@@ -24,6 +24,7 @@ from rules.findings import Finding, Note
 from schemas.events import InvalidEvent, decode_event
 from streams.clock import PartitionClocks
 from streams.deadlines import DeadlineIndex
+from streams.order import Admission, ReadOrder
 from streams.records import RawEvent, RecordError, WarehouseBatch, encode_record, record_meta, record_state
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,7 @@ class Effects:
     warehouse: dict[int, WarehouseBatch] = field(default_factory=dict)  # partition -> warehouse-batches
     states: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # partition -> key -> record
     events: int = 0  # valid events applied
-    not_applied: set[int] = field(default_factory=set)  # positions in the batch: neither applied nor to acknowledge
-    passed: Counter[str] = field(default_factory=Counter)  # why: moved, reread, gap, unpositioned
-    rewind: dict[int, int] = field(default_factory=dict)  # partition -> offset to read it again from
+    admission: Admission = field(default_factory=Admission)  # records not applied (read again) and why
     decoded: list[Any] = field(default_factory=list)  # events and InvalidEvents, for the metrics
     notes: list[Note] = field(default_factory=list)
 
@@ -97,6 +96,7 @@ class Supervisor:
         self.owned = owned
         self.clocks = clocks
         self.index = DeadlineIndex()
+        self.order = ReadOrder(clocks.next_offset)  # where each partition is applied from (streams.order)
         self.cache_size = cache_size
         self.naive_tz = naive_tz
         self._encode_state = encode_state
@@ -147,46 +147,31 @@ class Supervisor:
 
     def start_reading(self, partition: int, offset: int) -> None:
         """The consumer reads ``partition`` from ``offset`` now (it was assigned, or sought back)."""
-        self.clocks.reposition(partition, offset)
+        self.order.start(partition, offset)
 
     # ------------------------------------------------------------------------------ events
     def apply(self, records: Sequence[InRecord]) -> Effects:
-        """Validate and apply one batch of input records (in delivery order).
+        """Validate and apply one batch of input records, each partition strictly in offset order.
 
-        Each partition is applied strictly in offset order, from where the consumer was positioned
-        (``start_reading``). A record before that point was applied already: a copy fetched before a
-        seek back. A record after it means the records in between never reached this worker — Faust
-        drops fetched records on several paths (a rebalance, flow control, recovery) and relies on a seek
-        that did not always follow (found by the SIGKILL reliability test: a partition read up to its end
-        by the Kafka client while the worker had applied a third of it). Applying past such a gap would
-        lose those events, or apply them out of order when they come again. Neither kind is applied or
-        acknowledged; after a gap ``eff.rewind`` asks the runtime to read the partition again from it.
+        Records of partitions this worker does not own, and records its reading order holds back
+        (``streams.order``: a gap, a copy, before the first seek) are neither applied nor to be
+        acknowledged (``eff.admission``); after a gap ``eff.admission.rewind`` names where to read again.
         """
         eff = Effects()
+        adm = eff.admission
         owned = None
-        expect = self.clocks.next_offset
+        order = self.order
         applied: list[InRecord] = []
         for i, rec in enumerate(records):  # raw events first, valid or not: the warehouse stores them as received
             p = rec.partition
             if not self.index.owns(p):
                 owned = self.owned() if owned is None else owned
                 if p not in owned:
-                    eff.not_applied.add(i)
-                    eff.passed["moved"] += 1
+                    adm.hold(i, "moved")
                     continue
                 self.assign([p])
-            at = expect.get(p)
-            if at is None or rec.offset != at or p in eff.rewind:
-                eff.not_applied.add(i)
-                if at is None:
-                    eff.passed["unpositioned"] += 1  # read before the consumer's seek: it comes again
-                elif rec.offset < at:
-                    eff.passed["reread"] += 1
-                else:
-                    eff.passed["gap"] += 1
-                    eff.rewind.setdefault(p, at)
+            if not order.admit(i, p, rec.offset, adm):
                 continue
-            expect[p] = at + 1
             applied.append(rec)
             eff.batch_for(p).events.append(RawEvent(rec.value, rec.timestamp_ms, p, rec.offset))
         good, bad = validate(applied, self.naive_tz)

@@ -137,9 +137,10 @@ def test_records_dropped_between_fetch_and_delivery_are_read_again(kafka_broker:
     """Faust can lose records it fetched (a rebalance, flow control, recovery) and not seek back: found by the
     SIGKILL test as a partition read to its end by the client and a third of the way by the worker, and as
     findings raised on cases whose earlier events never arrived. Injected here (``ESUP_FAILPOINT_DROP``):
-    twenty records in the middle of partition 1 (later records come: a gap) and the tail of partition 2
-    (nothing comes: a stall). Every record is applied exactly once, in order, and the findings are the
-    embedded runner's."""
+    twenty records in the middle of input partition 1 (later records come: a gap), the tail of input
+    partition 2 (nothing comes: a stall), and two warehouse batches (the sink agent reads in order too).
+    Every record is applied exactly once, in order, every line stored, and the findings are the embedded
+    runner's."""
     lines = simulate(tmp_path / "sim.jsonl", cases=80, days=12, seed=5)
     valid = [e for e in read_events(lines) if not isinstance(e, InvalidEvent)]
     late = lateness_of(valid)
@@ -151,7 +152,7 @@ def test_records_dropped_between_fetch_and_delivery_are_read_again(kafka_broker:
     sent = publish(feed, cfg, kafka_broker)["sent"]
     worker = WorkerProcess("w1", tmp_path, cfg, {
         "ESUP_BROKER": kafka_broker, "CLICKHOUSE_URL": f"chdb://{tmp_path}/wh", "ESUP_CLOCK": clock.isoformat(),
-        "ESUP_LATENESS_SECONDS": str(late), "ESUP_FAILPOINT_DROP": "1:20-39,2:30-"})
+        "ESUP_LATENESS_SECONDS": str(late), "ESUP_FAILPOINT_DROP": "1:20-39,2:30-,tdrop-warehouse-batches/0:1-2"})
     worker.start()
     try:
         wait_for(lambda: worker.applied() >= sent and worker.stored("events") >= sent, 120,
@@ -163,15 +164,21 @@ def test_records_dropped_between_fetch_and_delivery_are_read_again(kafka_broker:
         time.sleep(2)  # anything applied twice would be counted by now
         m = worker.metrics()
         assert worker.applied() == sent  # each record once: nothing skipped, nothing applied again
-        assert m.get('esup_stream_errors_total{kind="input_gap"}', 0) >= 1
+        assert m.get('esup_stream_errors_total{kind="read_gap"}', 0) >= 1
         assert m.get('esup_stream_errors_total{kind="stalled_partition"}', 0) >= 1
-        assert m.get('esup_stream_events_total{result="gap"}', 0) >= 1
+        assert m.get('esup_stream_records_held_total{reason="gap",topic="tdrop-case-events"}', 0) >= 1
         assert {f.finding_id for f in findings} == {f.finding_id for f in expected}
     finally:
         assert worker.stop() == 0, worker.log_tail()
     log = worker.log_path.read_text()
-    assert "fault injection" in log and "reading again from offset 20 (input_gap)" in log
-    assert "reading again from offset 30 (stalled_partition)" in log
+    assert "fault injection" in log and "partition 1 of tdrop-case-events: reading again from offset 20 (read_gap)" in log
+    assert "partition 2 of tdrop-case-events: reading again from offset 30 (stalled_partition)" in log
+    # the sink's partition has a few batches only: a gap or a stall, depending on what follows the two
+    assert "partition 0 of tdrop-warehouse-batches: reading again from offset 1 (" in log
+    from warehouse import open_warehouse
+
+    with open_warehouse(f"chdb://{tmp_path}/wh") as store:
+        assert store.query("SELECT count() AS n FROM events FINAL")[0]["n"] == len(set(lines))
 
 
 def test_ticker_fires_a_deadline_with_no_event_within_seconds(kafka_broker: str, tmp_path: Path) -> None:  # noqa: F811

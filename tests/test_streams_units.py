@@ -75,7 +75,7 @@ def test_partition_clock_follows_watermark_while_behind_and_wall_once_caught_up(
     clocks.observe(0, offset=4, occurred=400.0)  # late event: the watermark does not go back
     assert clocks.caught_up(0, 5)
     assert clocks.time_for(0, highwater=5) == 990.0  # caught up: wall clock - lateness
-    clocks.reposition(1, 7)
+    clocks.next_offset[1] = 7  # positioned at 7 (streams.order.ReadOrder.start)
     assert clocks.time_for(1, highwater=7) == 990.0 and clocks.time_for(1, highwater=8) is None
     clocks.forget([0, 1])
     assert clocks.time_for(0, highwater=5) is None
@@ -348,7 +348,8 @@ def test_supervisor_skips_partitions_it_does_not_own_and_keeps_raw_events() -> N
     line = msgspec.json.encode(CaseScript("K1").e("submitted", "2026-03-02 09:00").events[0])
     eff = sup.apply([InRecord(b"K1", line, 0, 0, 5), InRecord(b"K2", line, 1, 0, 5),
                      InRecord(None, b"garbage", 0, 1, 6)])
-    assert eff.passed == {"moved": 1} and eff.not_applied == {1} and eff.events == 1 and len(eff.dead) == 1
+    assert eff.admission.passed == {"moved": 1} and eff.admission.held == {1} and eff.events == 1
+    assert len(eff.dead) == 1
     assert [e.offset for e in eff.warehouse[0].events] == [0, 1] and 1 not in eff.warehouse
     assert len(eff.warehouse[0].facts) == 1 and list(eff.states) == [0]
 
@@ -427,11 +428,12 @@ def test_supervisor_applies_a_partition_in_offset_order_and_reads_a_gap_again() 
     sup.assign([0])
     sup.start_reading(0, 0)
     first = sup.apply(recs[:3] + recs[4:])  # offset 3 (审查) never arrived
-    assert first.rewind == {0: 3} and first.passed == {"gap": end - 4} and first.not_applied == set(range(3, end - 1))
+    adm = first.admission
+    assert adm.rewind == {0: 3} and adm.passed == {"gap": end - 4} and adm.held == set(range(3, end - 1))
     assert [e.offset for e in first.warehouse[0].events] == [0, 1, 2] and first.events == 3
     assert not sup.advance(lambda p: end).findings  # behind: the clock stays at what was applied
     again = sup.apply(recs[2:])  # read again from the gap, with one record before it
-    assert again.not_applied == {0} and again.passed == {"reread": 1} and not again.rewind
+    assert again.admission.held == {0} and again.admission.passed == {"reread": 1} and not again.admission.rewind
     assert [e.offset for e in again.warehouse[0].events] == list(range(3, end))
     fired = [f.rule for f in first.findings + again.findings + sup.advance(lambda p: end).findings]
     assert "PROCEDURE.SKIPPED_STEP" not in fired and "PROCEDURE.NOT_ACCEPTED" not in fired, fired
@@ -444,7 +446,7 @@ def test_supervisor_applies_nothing_of_a_partition_before_the_consumer_is_positi
     sup = Supervisor(engine(), {}, owned=lambda: {0}, clocks=PartitionClocks(lambda: 0.0))
     sup.assign([0])
     early = sup.apply(recs[2:])
-    assert early.events == 0 and early.passed == {"unpositioned": len(recs) - 2} and not early.rewind
-    assert not early.warehouse and early.not_applied == set(range(len(recs) - 2))
+    assert early.events == 0 and early.admission.passed == {"unpositioned": len(recs) - 2}
+    assert not early.warehouse and early.admission.held == set(range(len(recs) - 2)) and not early.admission.rewind
     sup.start_reading(0, 0)
     assert sup.apply(recs).events == len(recs)
