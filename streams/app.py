@@ -176,6 +176,8 @@ class Runtime:
         try:
             adm = self.orders[topic].admit_all((e.message.partition, e.message.offset) for e in events)
             if adm.held:
+                for i in adm.held:
+                    self.app.consumer.let_go(events[i].message)
                 events = [e for i, e in enumerate(events) if i not in adm.held]
             if events:
                 await work([e.message.value for e in events])
@@ -217,6 +219,8 @@ class Runtime:
                             int(round((m.timestamp or 0) * 1000))) for m in (e.message for e in events)]
         eff = sup.apply(records)
         self._count(eff, "event")
+        for i in eff.admission.held:
+            self.app.consumer.let_go(events[i].message)
 
         epoch = self.epoch
 
@@ -234,6 +238,7 @@ class Runtime:
                     await stream.ack(e)
                 else:
                     stale += 1
+                    self.app.consumer.let_go(e.message)
             if stale:
                 metrics.STALE_ACKS.inc(stale)
                 log.info("%d input records of a batch that outlived a rebalance left unacknowledged: "

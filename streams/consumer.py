@@ -118,6 +118,20 @@ class _Consumer(driver.Consumer):
             self.on_seek(self._thread.positions)
         return committed
 
+    def let_go(self, message: Any) -> None:
+        """Give up a delivered message without acknowledging it: its offset is not committed, so it is read
+        again, and a rebalance no longer waits for it.
+
+        Faust's ``wait_empty`` (the first step of every rebalance) waits until each message a stream
+        delivered is acknowledged or garbage. A message the worker holds back (``streams.order``) or
+        leaves unacknowledged after a rebalance is neither while the agent still refers to its batch
+        — and an agent waiting for its next batch refers to the last one: the rebalance then waited
+        for ever (found by the SIGKILL test under load: ``wait_empty: Waiting for tasks`` every 10 s,
+        no deadline fired).
+        """
+        message.acked = True  # Faust's own acknowledgement path now ignores it; its offset is not recorded
+        self._unacked_messages.discard(message)
+
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
         log.warning("%s[%d]: offsets %d to %d were fetched but never delivered; not committed over them",
                     tp.topic, tp.partition, offset_from, offset_to - 1)
