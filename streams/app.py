@@ -176,8 +176,7 @@ class Runtime:
         try:
             adm = self.orders[topic].admit_all((e.message.partition, e.message.offset) for e in events)
             if adm.held:
-                for i in adm.held:
-                    self.app.consumer.let_go(events[i].message)
+                self._let_go(events, adm.held)
                 events = [e for i, e in enumerate(events) if i not in adm.held]
             if events:
                 await work([e.message.value for e in events])
@@ -186,6 +185,11 @@ class Runtime:
             await self._after(topic, adm)
         finally:
             self._busy.discard(topic)
+
+    def _let_go(self, events: list[Any], held: set[int]) -> None:
+        """Held-back events: not acknowledged, and no rebalance waits for them (``EsupConsumer.let_go``)."""
+        for i in held:
+            self.app.consumer.let_go(events[i].message)
 
     async def _after(self, topic: str, adm: Admission) -> None:
         for why, n in adm.passed.items():
@@ -219,8 +223,7 @@ class Runtime:
                             int(round((m.timestamp or 0) * 1000))) for m in (e.message for e in events)]
         eff = sup.apply(records)
         self._count(eff, "event")
-        for i in eff.admission.held:
-            self.app.consumer.let_go(events[i].message)
+        self._let_go(events, eff.admission.held)
 
         epoch = self.epoch
 

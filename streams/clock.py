@@ -71,11 +71,9 @@ class PartitionClocks:
         self.watermark: dict[int, float] = {}  # latest occurred_at applied, epoch seconds
         self.next_offset: dict[int, int] = {}  # the offset to apply next (kept by streams.order.ReadOrder)
 
-    def observe(self, partition: int, offset: int, occurred: float | None) -> None:
-        """A record of ``partition`` was applied to state (valid or not)."""
-        if offset + 1 > self.next_offset.get(partition, -1):
-            self.next_offset[partition] = offset + 1
-        if occurred is not None and occurred > self.watermark.get(partition, float("-inf")):
+    def observe(self, partition: int, occurred: float) -> None:
+        """An event of ``partition`` that occurred at ``occurred`` was applied (its offset: ``ReadOrder``)."""
+        if occurred > self.watermark.get(partition, float("-inf")):
             self.watermark[partition] = occurred
 
     def forget(self, partitions: Iterable[int]) -> None:

@@ -20,13 +20,13 @@
   (found by the SIGKILL end-to-end test: two of eight partitions never read, position = end offset).
   Here such input partitions go back to their beginning, as ``auto_offset_reset=earliest`` promises;
   table changelog partitions are left to Faust's recovery, which positions them itself. Where each
-  input partition now reads from is handed to ``on_seek``: the supervise agent applies every partition
-  strictly in offset order from there (``streams.supervise``) and seeks back when records are missing.
+  partition now reads from is handed to ``on_seek``: every agent admits a partition strictly in offset
+  order from there (``streams.order``) and seeks back when records are missing.
 * **No commits over a gap.** When a record arrives more than one offset after the previous one, Faust
   records the offsets in between as a "gap" and later commits over it, as if they had been processed
   (right for a compacted topic, whose offsets have holes). The topics this worker acknowledges are
   not compacted, so a gap there is records Faust fetched and dropped: committing over them would lose
-  them for good. Gaps are not recorded; the supervise agent reads such records again.
+  them for good. Gaps are not recorded; the agent reads such records again (``streams.order``).
 
 The subclasses are installed on this app's transport only (``install``), never globally.
 """
@@ -79,7 +79,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = self.fetch_wait_ms  # read by AIOKafkaConsumer.start() for its Fetcher
         return consumer
 
-    positions: Mapping[Any, int] = {}  # where the last seek_to_committed left the input partitions
+    positions: Mapping[Any, int] = {}  # where the last seek_to_committed left the partitions (changelogs aside)
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
         committed, self.positions = await self.call_thread(
@@ -193,8 +193,8 @@ def parse_failpoint(spec: str, topic: str) -> tuple[tuple[str, int, int, float],
 
 def install(app: Any, fetch_wait_ms: int, fast_delivery: bool = True,
             on_seek: Callable[[Mapping[Any, int]], None] | None = None, input_topic: str = "") -> None:
-    """Use the consumer above for ``app`` (call before the app starts); ``on_seek`` gets the input
-    partitions' positions after every seek to the committed offsets."""
+    """Use the consumer above for ``app`` (call before the app starts); ``on_seek`` gets every partition's
+    position (changelogs aside) after each seek to the committed offsets."""
     thread_cls = type("EsupConsumerThread", (_ConsumerThread,), {"fetch_wait_ms": int(fetch_wait_ms)})
     attrs: dict[str, Any] = {"thread_class": thread_cls, "fast_delivery": fast_delivery,
                              "on_seek": staticmethod(on_seek) if on_seek else None}

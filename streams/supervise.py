@@ -179,7 +179,6 @@ class Supervisor:
         for rec, invalid in bad:
             eff.dead.append((rec, invalid.error))
             eff.decoded.append(invalid)
-            clocks.observe(rec.partition, rec.offset, None)
         touched: dict[str, tuple[int, Any]] = {}
         engine = self.engine
         for rec, ev in good:
@@ -200,7 +199,7 @@ class Supervisor:
                 eff.notes.extend(out.notes)
                 eff.batch_for(p).notes.extend(out.notes)
             eff.decoded.append(ev)
-            clocks.observe(p, rec.offset, ev.occurred_at.timestamp())
+            clocks.observe(p, ev.occurred_at.timestamp())
         eff.events = len(good)
         self._finish(touched, eff)
         return eff

@@ -69,10 +69,12 @@ def test_deadline_index_compacts_stale_entries() -> None:
 def test_partition_clock_follows_watermark_while_behind_and_wall_once_caught_up() -> None:
     clocks = PartitionClocks(lambda: 1000.0, lateness=10.0)
     assert clocks.time_for(0, highwater=5) is None  # nothing applied, behind: nothing known
-    clocks.observe(0, offset=2, occurred=500.0)
+    clocks.next_offset[0] = 3  # applied up to offset 2 (streams.order.ReadOrder.admit)
+    clocks.observe(0, occurred=500.0)
     t = clocks.time_for(0, highwater=5)
     assert t is not None and t < 490.0 and t > 489.99  # strictly before watermark - lateness
-    clocks.observe(0, offset=4, occurred=400.0)  # late event: the watermark does not go back
+    clocks.next_offset[0] = 5
+    clocks.observe(0, occurred=400.0)  # late event: the watermark does not go back
     assert clocks.caught_up(0, 5)
     assert clocks.time_for(0, highwater=5) == 990.0  # caught up: wall clock - lateness
     clocks.next_offset[1] = 7  # positioned at 7 (streams.order.ReadOrder.start)
