@@ -48,12 +48,12 @@ class CaseContext:
 
     __slots__ = ("state", "d", "catalog", "item", "clock", "config", "out")
 
-    def __init__(self, state: CaseState, catalog: Catalog | None, clock: Clock, config: RuleConfig,
-                 out: list[Finding]):
+    def __init__(self, state: CaseState, catalog: Catalog | None, item: Item | None, clock: Clock,
+                 config: RuleConfig, out: list[Finding]):
         self.state = state
         self.d: Derived = state.d
         self.catalog = catalog
-        self.item: Item | None = catalog.item(state.info.item_code) if catalog is not None else None
+        self.item = item  # the case's entry in ``catalog`` (None: unknown item or no intake yet)
         self.clock = clock
         self.config = config
         self.out = out

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from rules import fees, procedure, quality, timeouts
 from rules.calendar import CalendarError, WorkCalendar
-from rules.catalog import Catalog, CatalogSet, load_catalog
+from rules.catalog import Catalog, CatalogSet, Item, load_catalog
 from rules.clock import Clock, china_date, end_of
 from rules.config import RuleConfig, load_rule_config
 from rules.context import CaseContext, Deadline
@@ -60,7 +60,8 @@ _LIFECYCLE = ("timeouts", "steps", "fees", "procedure")
 # events (steps, fees, ratings) touch one or two families.
 _TRIGGERS: dict[str, tuple[str, ...]] = {
     "submitted": _ALL, "accepted": _ALL,
-    "intake_rejected": _LIFECYCLE, "withdrawn": _LIFECYCLE, "completed": _LIFECYCLE, "decided": _LIFECYCLE,
+    "intake_rejected": _LIFECYCLE, "withdrawn": _LIFECYCLE, "completed": _LIFECYCLE,
+    "decided": ("timeouts", "fees", "procedure"),  # step limits run to completion, not to the decision
     "supplement_requested": ("timeouts", "steps"), "supplement_received": ("timeouts", "steps"),
     "suspended": ("timeouts", "steps"), "resumed": ("timeouts", "steps"),
     "extension_granted": ("timeouts",),
@@ -83,11 +84,25 @@ _ALL_INDEXES = tuple(range(len(_FAMILIES)))
 def _pending(state: CaseState, deadlines: list[Deadline]) -> float | None:
     """The earliest deadline of a family that may still fire (not met, not fired)."""
     best: float | None = None
+    fired = state.fired  # most cases never fired anything: skip building the keys
     for dl in deadlines:
         at = dl.at
-        if (dl.satisfied is None or dl.satisfied > at) and (best is None or at < best) \
-                and not state.has_fired(f"{dl.rule}|{dl.occurrence}"):
-            best = at
+        if best is not None and at >= best:
+            continue
+        met = dl.satisfied
+        if met is not None and met <= at:
+            continue
+        if fired and state.has_fired(f"{dl.rule}|{dl.occurrence}"):
+            continue
+        best = at
+    return best
+
+
+def _earliest(dues: list[float | None]) -> float | None:
+    best: float | None = None
+    for x in dues:
+        if x is not None and (best is None or x < best):
+            best = x
     return best
 
 
@@ -103,6 +118,8 @@ class Engine:
         self.calendar = calendar
         self.clock = Clock(calendar)
         self.config = config
+        # (catalog version, item code) -> (catalog, item): resolved once, not on every event of every case
+        self._resolved: dict[tuple[str | None, str | None], tuple[Catalog | None, Item | None]] = {}
 
     @classmethod
     def default(cls, catalog_path: str | None = None, config_path: str | None = None) -> Engine:
@@ -183,9 +200,8 @@ class Engine:
                 notes.append(Note(kind="out_of_calendar", case_id=state.case_id, event_id=event.event_id,
                                   message=f"deadlines not computed: {exc}"))
                 out = []
-            dues[i] = _pending(state, out)
-        nd = min((x for x in dues if x is not None), default=None)
-        state.next_due = nd
+            dues[i] = _pending(state, out) if out else None
+        nd = state.next_due = _earliest(dues)
         if nd is not None and nd <= state.now:
             self._fire_due(state, state.now, findings, ctx)
         return Outcome(state, findings, notes)
@@ -214,7 +230,13 @@ class Engine:
         return self.catalogs.version(v) if v is not None else None
 
     def _context(self, state: CaseState, out: list[Finding]) -> CaseContext:
-        return CaseContext(state, self._catalog_for(state), self.clock, self.config, out)
+        info = state.info
+        key = (info.catalog_version, info.item_code)
+        found = self._resolved.get(key)
+        if found is None:
+            cat = self._catalog_for(state)
+            found = self._resolved[key] = (cat, cat.item(info.item_code) if cat is not None else None)
+        return CaseContext(state, found[0], found[1], self.clock, self.config, out)
 
     def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note], t: float) -> bool:
         """Returns True when the case's identity (item, version) changed and earlier facts need re-judging."""
@@ -273,7 +295,7 @@ class Engine:
                 message, basis = dl.render()
                 ctx.raise_finding(dl.rule, dl.occurrence, dl.at, message, basis, officer=dl.officer,
                                   deadline=dl.at)
-        state.next_due = min((x for x in dues if x is not None), default=None)
+        state.next_due = _earliest(dues)
 
     # -- facts for storage ---------------------------------------------------------------------
 

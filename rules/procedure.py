@@ -7,13 +7,12 @@ the case was accepted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from functools import lru_cache
 
 from rules.clock import china_date, end_of
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.registry import LAW
 from rules.state import Fact, first_step
-from schemas.events import CHINA_TZ
 
 
 def on_step(ctx: CaseContext, f: Fact) -> None:
@@ -66,6 +65,7 @@ def on_completed(ctx: CaseContext, f: Fact) -> None:
                           ctx.catalog_basis(f"最短办理时间 {item.min_minutes}分钟"), officer=f.officer, event_id=f.eid)
 
 
+@lru_cache(maxsize=64)
 def _hhmm(text: str) -> int:
     h, m = text.split(":")
     return int(h) * 60 + int(m)
@@ -75,10 +75,9 @@ def on_decision(ctx: CaseContext, f: Fact) -> None:
     cfg = ctx.config
     if f.type == "step_completed" and f.s1 not in cfg.off_hours_steps:
         return
-    local = datetime.fromtimestamp(f.t, CHINA_TZ)
-    minute = local.hour * 60 + local.minute
+    minute = int((f.t + 8 * 3600) % 86400) // 60  # China time of day (UTC+8, no daylight saving)
     night = minute >= _hhmm(cfg.off_hours_start) or minute < _hhmm(cfg.off_hours_end)
-    holiday = not ctx.clock.is_working_day(local.date())
+    holiday = not ctx.clock.is_working_day(china_date(f.t))
     if night or holiday:
         what = "作出决定" if f.type == "decided" else f"完成「{f.s1}」"
         when = "非工作日" if holiday else "夜间"

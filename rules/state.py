@@ -293,6 +293,13 @@ def _without_trailing_nones(fields: Sequence[str | None]) -> tuple[str | None, .
     return tuple(fields[:end])
 
 
+_NONES: tuple[None, ...] = (None,) * len(INFO_FIELDS)
+
+
+def _rank(r: Intake) -> tuple[int, float, str]:
+    return r.rank
+
+
 def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:
     """Record an intake event (``t``: its time, shared with its fact) and re-derive the case identity;
     True when the best intake changed."""
@@ -303,14 +310,27 @@ def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:
                                       a.phone if a else None))
     rec = Intake(0 if accepted else 1, t, ev.event_id, fields,
                  ev.due_at.timestamp() if accepted and ev.due_at is not None else None)  # type: ignore[union-attr]
-    best_before = info.intakes[0].rank if info.intakes else None
-    info.intakes = tuple(sorted((*info.intakes, rec), key=lambda r: r.rank))
-    for i, name in enumerate(INFO_FIELDS):
-        setattr(info, name, next((v for r in info.intakes if (v := r.field(i)) is not None), None))
-    best = info.intakes[0]
+    intakes = info.intakes
+    if not intakes:  # the first intake of the case (the usual one): its fields are the case's
+        best = rec
+        info.intakes = (rec,)
+        merged = [*fields, *_NONES[len(fields):]]
+        changed = True
+    else:
+        best_before = intakes[0].rank
+        intakes = info.intakes = tuple(sorted((*intakes, rec), key=_rank))
+        best = intakes[0]
+        merged = [*best.fields, *_NONES[len(best.fields):]]
+        for r in intakes[1:]:  # each field from the best intake that gives it
+            for i, v in enumerate(r.fields):
+                if merged[i] is None:
+                    merged[i] = v
+        changed = best.rank != best_before
+    (info.item_code, info.department, info.window, info.region_code,
+     info.applicant_name, info.applicant_id_number, info.applicant_phone) = merged
     info.from_accepted = best.kind == 0
     info.due_at = best.due_at
-    return best.rank != best_before
+    return changed
 
 
 def fold(d: Derived, f: Fact) -> str | None:
