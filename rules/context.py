@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
+
+import msgspec
 
 from rules.catalog import Catalog, Item
 from rules.clock import Clock, china_date
@@ -19,8 +20,11 @@ from rules.state import CaseState, Derived
 from schemas.events import CHINA_TZ
 
 
-class Deadline(NamedTuple):
-    """A clock rule's pending deadline: fires once ``now >= at`` unless satisfied at or before ``at``."""
+class Deadline(msgspec.Struct, frozen=True):
+    """A clock rule's pending deadline: fires once ``now >= at`` unless satisfied at or before ``at``.
+
+    A struct, not a NamedTuple: families build several per event, and this is five times cheaper to make.
+    """
 
     rule: str
     occurrence: str

@@ -15,7 +15,8 @@ import bisect
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+
+import msgspec
 
 from rules import fees, procedure, quality, timeouts
 from rules.calendar import CalendarError, WorkCalendar
@@ -65,12 +66,16 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     "supplement_requested": ("timeouts", "steps"), "supplement_received": ("timeouts", "steps"),
     "suspended": ("timeouts", "steps"), "resumed": ("timeouts", "steps"),
     "extension_granted": ("timeouts",),
-    "step_completed": ("steps", "procedure"),
+    "step_completed": ("steps",),
     "fee_assessed": ("fees",), "fee_paid": ("fees",), "fee_waived": ("fees",), "fee_refunded": ("fees",),
     "delivered": ("fees",),
     "rated": ("quality",), "rating_resolved": ("quality",),
     "complaint_filed": ("quality",), "complaint_resolved": ("quality",),
 }
+
+# A step completed after the case closed can still satisfy the close checks (SKIPPED_STEP reads the steps
+# done before the close); before the close no procedure deadline reads the steps.
+_TRIGGERS_CLOSED: dict[str, tuple[str, ...]] = {**_TRIGGERS, "step_completed": ("steps", "procedure")}
 
 _NO_INTAKE_OK = {"submitted", "accepted"}
 
@@ -78,6 +83,7 @@ _NO_INTAKE_OK = {"submitted", "accepted"}
 _FAMILY_RULES = tuple(_FAMILIES.values())
 _FAMILY_INDEX = {name: i for i, name in enumerate(_FAMILIES)}
 _TRIGGER_INDEXES = {typ: tuple(_FAMILY_INDEX[f] for f in fams) for typ, fams in _TRIGGERS.items()}
+_TRIGGER_INDEXES_CLOSED = {typ: tuple(_FAMILY_INDEX[f] for f in fams) for typ, fams in _TRIGGERS_CLOSED.items()}
 _ALL_INDEXES = tuple(range(len(_FAMILIES)))
 
 
@@ -106,7 +112,9 @@ def _earliest(dues: list[float | None]) -> float | None:
     return best
 
 
-class Outcome(NamedTuple):
+class Outcome(msgspec.Struct):
+    """What one ``apply``/``advance`` returns (a struct: cheaper to make than a NamedTuple, once per event)."""
+
     state: CaseState
     findings: list[Finding]
     notes: list[Note]
@@ -162,7 +170,7 @@ class Engine:
         if not rejudge and (not facts or (facts[-1].t, facts[-1].eid) <= (fact.t, fact.eid)):
             facts = state.facts = (*facts, fact)  # a tuple: no spare slots (cases have ~5-15 facts)
             start = len(facts) - 1
-            changed = _TRIGGER_INDEXES[fact.type]
+            changed = (_TRIGGER_INDEXES if state.d.close_t is None else _TRIGGER_INDEXES_CLOSED)[fact.type]
         else:
             start = bisect.bisect_right([(f.t, f.eid) for f in facts], (fact.t, fact.eid))
             facts = state.facts = (*facts[:start], fact, *facts[start:])

@@ -206,8 +206,11 @@ class Derived(msgspec.Struct, array_like=True, gc=False):
     @property
     def terminal_t(self) -> float | None:
         """When the case's timeout clock stopped for good (办结, 撤回, 不予受理)."""
-        ts = [t for t in (self.completed_t, self.withdrawn_t, self.rejected_t) if t is not None]
-        return min(ts) if ts else None
+        best = self.completed_t
+        for t in (self.withdrawn_t, self.rejected_t):  # both are rare: a plain scan, no list
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     @property
     def open_pause(self) -> Pause | None:
@@ -333,93 +336,162 @@ def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:
     return changed
 
 
+_AFTER_WITHDRAWAL_OK = frozenset({"fee_refunded", "rated", "rating_resolved", "complaint_filed",
+                                  "complaint_resolved", "withdrawn"})
+
+
 def fold(d: Derived, f: Fact) -> str | None:
     """Apply one fact to the summary, in event-time order. Returns a note for an impossible transition."""
-    d.last_t = max(d.last_t, f.t)
+    if f.t > d.last_t:
+        d.last_t = f.t
     typ = f.type
-    note: str | None = None
-    if d.withdrawn_t is not None and typ not in ("fee_refunded", "rated", "rating_resolved", "complaint_filed",
-                                                 "complaint_resolved", "withdrawn"):
+    note = _FOLD[typ](d, f)
+    if d.withdrawn_t is not None and typ not in _AFTER_WITHDRAWAL_OK and note is None:
         note = f"`{typ}` after the case was withdrawn (撤回)"
-    if typ == "submitted":
-        if d.submitted_t is None:
-            d.submitted_t = f.t
-    elif typ == "accepted":
-        if d.accepted_t is None:
-            d.accepted_t = f.t
-        else:
-            note = "a second `accepted` for the same case"
-        if d.completed_t is not None:
-            note = "`accepted` after the case was completed"
-    elif typ == "intake_rejected":
-        if d.rejected_t is None:
-            d.rejected_t = f.t
-    elif typ == "supplement_requested":
-        d.supplement_count += 1
-        if d.open_pause is not None and d.open_pause.kind == "supplement":
-            note = "`supplement_requested` while a supplement is already outstanding"
-        else:
-            d.pauses = (*d.pauses, Pause(kind="supplement", start=f.t, end=None, eid=f.eid))
-    elif typ == "supplement_received":
-        p = _open(d, "supplement")
-        if p is None:
-            note = "`supplement_received` without an outstanding `supplement_requested`"
-        else:
-            p.end = f.t
-    elif typ == "suspended":
-        if _open(d, "suspension") is not None:
-            note = "`suspended` while already suspended"
-        else:
-            d.pauses = (*d.pauses, Pause(kind="suspension", start=f.t, end=None, eid=f.eid,
-                                         planned_days=f.num if isinstance(f.num, int) else None))
-    elif typ == "resumed":
-        p = _open(d, "suspension")
-        if p is None:
-            note = "`resumed` without a `suspended`"
-        else:
-            p.end = f.t
-    elif typ == "extension_granted":
-        d.extension_count += 1
-        if d.extension_count == 1:
-            d.extension_days = int(f.num or 0)
-        else:
-            note = "a second `extension_granted`: 第42条 allows one extension; ignored"
-    elif typ == "step_completed":
-        if f.s1 not in d.steps:
-            d.steps[f.s1] = f.t  # type: ignore[index]
-    elif typ in ("fee_assessed", "fee_paid", "fee_waived", "fee_refunded"):
-        fold_fee(d, f)
-    elif typ == "decided":
-        if d.decided_t is None:
-            d.decided_t, d.outcome = f.t, f.s1
-            if d.close_eid is None:
-                d.close_eid, d.close_t, d.close_officer = f.eid, f.t, f.officer
-    elif typ == "completed":
-        if d.completed_t is None:
-            d.completed_t = f.t
-            if d.close_eid is None:
-                d.close_eid, d.close_t, d.close_officer = f.eid, f.t, f.officer
-        else:
-            note = "a second `completed`"
-    elif typ == "delivered":
-        if d.delivered_t is None:
-            d.delivered_t, d.delivered_eid = f.t, f.eid
-    elif typ == "withdrawn":
-        if d.withdrawn_t is None:
-            d.withdrawn_t = f.t
-    elif typ in ("rated", "rating_resolved", "complaint_filed", "complaint_resolved"):
-        q = d.quality
-        if q is None:
-            q = d.quality = QualityLog()
-        if typ == "rated":
-            q.ratings.append((f.t, f.eid, int(f.num or 0)))
-        elif typ == "rating_resolved":
-            q.rating_resolved.append(f.t)
-        elif typ == "complaint_filed":
-            q.complaints.append((f.t, f.eid, f.s1))
-        else:
-            q.complaint_resolved.append((f.t, f.s1))
     return note
+
+
+def _fold_submitted(d: Derived, f: Fact) -> str | None:
+    if d.submitted_t is None:
+        d.submitted_t = f.t
+    return None
+
+
+def _fold_accepted(d: Derived, f: Fact) -> str | None:
+    note = None
+    if d.accepted_t is None:
+        d.accepted_t = f.t
+    else:
+        note = "a second `accepted` for the same case"
+    if d.completed_t is not None:
+        note = "`accepted` after the case was completed"
+    return note
+
+
+def _fold_rejected(d: Derived, f: Fact) -> str | None:
+    if d.rejected_t is None:
+        d.rejected_t = f.t
+    return None
+
+
+def _fold_supplement_requested(d: Derived, f: Fact) -> str | None:
+    d.supplement_count += 1
+    if d.open_pause is not None and d.open_pause.kind == "supplement":
+        return "`supplement_requested` while a supplement is already outstanding"
+    d.pauses = (*d.pauses, Pause(kind="supplement", start=f.t, end=None, eid=f.eid))
+    return None
+
+
+def _fold_supplement_received(d: Derived, f: Fact) -> str | None:
+    p = _open(d, "supplement")
+    if p is None:
+        return "`supplement_received` without an outstanding `supplement_requested`"
+    p.end = f.t
+    return None
+
+
+def _fold_suspended(d: Derived, f: Fact) -> str | None:
+    if _open(d, "suspension") is not None:
+        return "`suspended` while already suspended"
+    d.pauses = (*d.pauses, Pause(kind="suspension", start=f.t, end=None, eid=f.eid,
+                                 planned_days=f.num if isinstance(f.num, int) else None))
+    return None
+
+
+def _fold_resumed(d: Derived, f: Fact) -> str | None:
+    p = _open(d, "suspension")
+    if p is None:
+        return "`resumed` without a `suspended`"
+    p.end = f.t
+    return None
+
+
+def _fold_extension(d: Derived, f: Fact) -> str | None:
+    d.extension_count += 1
+    if d.extension_count == 1:
+        d.extension_days = int(f.num or 0)
+        return None
+    return "a second `extension_granted`: 第42条 allows one extension; ignored"
+
+
+def _fold_step(d: Derived, f: Fact) -> str | None:
+    if f.s1 not in d.steps:
+        d.steps[f.s1] = f.t  # type: ignore[index]
+    return None
+
+
+def _fold_fee(d: Derived, f: Fact) -> str | None:
+    fold_fee(d, f)
+    return None
+
+
+def _fold_decided(d: Derived, f: Fact) -> str | None:
+    if d.decided_t is None:
+        d.decided_t, d.outcome = f.t, f.s1
+        if d.close_eid is None:
+            d.close_eid, d.close_t, d.close_officer = f.eid, f.t, f.officer
+    return None
+
+
+def _fold_completed(d: Derived, f: Fact) -> str | None:
+    if d.completed_t is not None:
+        return "a second `completed`"
+    d.completed_t = f.t
+    if d.close_eid is None:
+        d.close_eid, d.close_t, d.close_officer = f.eid, f.t, f.officer
+    return None
+
+
+def _fold_delivered(d: Derived, f: Fact) -> str | None:
+    if d.delivered_t is None:
+        d.delivered_t, d.delivered_eid = f.t, f.eid
+    return None
+
+
+def _fold_withdrawn(d: Derived, f: Fact) -> str | None:
+    if d.withdrawn_t is None:
+        d.withdrawn_t = f.t
+    return None
+
+
+def _quality(d: Derived) -> QualityLog:
+    q = d.quality
+    if q is None:
+        q = d.quality = QualityLog()
+    return q
+
+
+def _fold_rated(d: Derived, f: Fact) -> str | None:
+    _quality(d).ratings.append((f.t, f.eid, int(f.num or 0)))
+    return None
+
+
+def _fold_rating_resolved(d: Derived, f: Fact) -> str | None:
+    _quality(d).rating_resolved.append(f.t)
+    return None
+
+
+def _fold_complaint_filed(d: Derived, f: Fact) -> str | None:
+    _quality(d).complaints.append((f.t, f.eid, f.s1))
+    return None
+
+
+def _fold_complaint_resolved(d: Derived, f: Fact) -> str | None:
+    _quality(d).complaint_resolved.append((f.t, f.s1))
+    return None
+
+
+# One entry per event type (a lookup, not a chain of comparisons: fold runs once per event).
+_FOLD = {
+    "submitted": _fold_submitted, "accepted": _fold_accepted, "intake_rejected": _fold_rejected,
+    "supplement_requested": _fold_supplement_requested, "supplement_received": _fold_supplement_received,
+    "suspended": _fold_suspended, "resumed": _fold_resumed, "extension_granted": _fold_extension,
+    "step_completed": _fold_step, "fee_assessed": _fold_fee, "fee_paid": _fold_fee, "fee_waived": _fold_fee,
+    "fee_refunded": _fold_fee, "decided": _fold_decided, "completed": _fold_completed,
+    "delivered": _fold_delivered, "withdrawn": _fold_withdrawn, "rated": _fold_rated,
+    "rating_resolved": _fold_rating_resolved, "complaint_filed": _fold_complaint_filed,
+    "complaint_resolved": _fold_complaint_resolved,
+}
 
 
 def fold_fee(d: Derived, f: Fact) -> None:

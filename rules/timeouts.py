@@ -16,8 +16,11 @@ from rules.registry import LAW
 
 
 def _min(*ts: float | None) -> float | None:
-    vals = [t for t in ts if t is not None]
-    return min(vals) if vals else None
+    best: float | None = None
+    for t in ts:
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
 
 
 def clock_start(ctx: CaseContext) -> tuple[date, float] | None:
