@@ -32,6 +32,11 @@ def end_of(d: date) -> float:
     return start_of(d) + 86400
 
 
+def day_end(t: float) -> float:
+    """24:00 China time of the day instant ``t`` falls on (``end_of(china_date(t))`` without a date)."""
+    return ((t + _UTC8) // 86400 + 1) * 86400 - _UTC8
+
+
 class PauseView:
     """The paused dates of a case, and where an unfinished pause begins."""
 
@@ -74,6 +79,25 @@ class Clock:
     def __init__(self, calendar: WorkCalendar):
         self.calendar = calendar
         self._nth = lru_cache(maxsize=1 << 16)(self._nth_uncached)
+        self._ends: dict[tuple[int, int], float] = {}  # (China day number, n) -> end instant, unpaused
+
+    def end_after(self, t: float, n: int, pauses: PauseView = _NO_PAUSE) -> float | None:
+        """24:00 of the n-th working day after the China date of instant ``t``, skipping paused dates;
+        None while an unfinished pause hides it.
+
+        Most deadlines of most cases are unpaused, and they repeat across cases (same day, same limit):
+        those are one dictionary lookup on the day number, with no date objects made.
+        """
+        if pauses is _NO_PAUSE:
+            key = (int((t + _UTC8) // 86400), n)
+            end = self._ends.get(key)
+            if end is None:
+                if len(self._ends) > 1 << 18:  # years of days times every limit in use: far beyond
+                    self._ends.clear()
+                end = self._ends[key] = end_of(self._nth(date.fromordinal(key[0] + _EPOCH_ORDINAL), n, _EMPTY))
+            return end
+        day = self.nth(china_date(t), n, pauses)
+        return end_of(day) if day is not None else None
 
     def _nth_uncached(self, day: date, n: int, paused: frozenset[date]) -> date:
         return self.calendar.nth_working_day_after(day, n, paused)

@@ -21,7 +21,7 @@ import msgspec
 from rules import fees, procedure, quality, timeouts
 from rules.calendar import CalendarError, WorkCalendar
 from rules.catalog import Catalog, CatalogSet, Item, load_catalog
-from rules.clock import Clock, china_date, end_of
+from rules.clock import Clock, china_date, day_end
 from rules.config import RuleConfig, load_rule_config
 from rules.context import CaseContext, Deadline
 from rules.facts import CaseFacts
@@ -318,7 +318,7 @@ class Engine:
         item = ctx.item
         promised_due, statutory_due = timeouts.due_instants(ctx)
         if item is not None and item.kind == "on_the_spot" and d.accepted_t is not None:
-            promised_due = end_of(china_date(d.accepted_t))  # 即办件: the day it was accepted
+            promised_due = day_end(d.accepted_t)  # 即办件: the day it was accepted
         start = timeouts.clock_start(ctx)
         on_time = None
         if d.completed_t is not None:
@@ -353,7 +353,7 @@ class Engine:
             catalog_version=info.catalog_version, applicant_name=info.applicant_name,
             applicant_id_number=info.applicant_id_number, applicant_phone=info.applicant_phone,
             officers=officers, submitted_at=ts(d.submitted_t), accepted_at=ts(d.accepted_t),
-            clock_start_at=ts(start[1]) if start else None,
+            clock_start_at=ts(start),
             promised_due_at=ts(promised_due), statutory_due_at=ts(statutory_due),
             decided_at=ts(d.decided_t), outcome=d.outcome, completed_at=ts(d.completed_t),
             delivered_at=ts(d.delivered_t), paused_working_days=paused_days,

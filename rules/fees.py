@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from rules.clock import china_date, end_of
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.state import Fact
 
@@ -120,10 +119,9 @@ def _not_refunded(ctx: CaseContext, out: list[Deadline]) -> None:
         return
     t_end = min(ends)
     days = ctx.config.refund_days
-    day = ctx.clock.nth(china_date(t_end), days)
-    if day is None:
+    at = ctx.clock.end_after(t_end, days)
+    if at is None:
         return
-    at = end_of(day)
     out.append(Deadline(
         "FEE.NOT_REFUNDED", "refund", at, d.refunded_t,
         lambda: (f"{ctx.item_label()}已于{fmt_time(t_end)}终止（不予受理/不予许可/撤回），已收{_fmt(d.paid_total)}，"

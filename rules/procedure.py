@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from rules.clock import china_date, end_of
+from rules.clock import china_date, day_end
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.registry import LAW
 from rules.state import Fact, first_step
@@ -170,7 +170,7 @@ def _on_the_spot(ctx: CaseContext, out: list[Deadline]) -> None:
     if item is None or item.kind != "on_the_spot" or d.accepted_t is None:
         return
     acc = d.accepted_t
-    at = end_of(china_date(acc))
+    at = day_end(acc)
     out.append(Deadline(
         "PROCEDURE.ON_THE_SPOT_LATE", "on_the_spot", at, d.terminal_t,
         lambda: (f"{ctx.item_label()}为即办件，于{fmt_time(acc)}受理，应当日办结，当日未办结。",

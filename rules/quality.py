@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rules.clock import china_date, end_of
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.state import Fact
 
@@ -30,17 +29,15 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     for t, eid, level in d.ratings:
         if level > cfg.bad_rating_max_level:
             continue
-        day = ctx.clock.nth(china_date(t), cfg.bad_rating_days)
-        if day is None:
+        at = ctx.clock.end_after(t, cfg.bad_rating_days)
+        if at is None:
             continue
-        at = end_of(day)
         fixed = min((r for r in d.rating_resolved if r >= t), default=None)
         out.append(Deadline("QUALITY.BAD_RATING_UNRESOLVED", eid, at, fixed, _rating_msg(ctx, t, at)))
     for t, eid, cid in d.complaints:
-        day = ctx.clock.nth(china_date(t), cfg.complaint_days)
-        if day is None:
+        at = ctx.clock.end_after(t, cfg.complaint_days)
+        if at is None:
             continue
-        at = end_of(day)
         fixed = min((r for r, rid in d.complaint_resolved if r >= t and (cid is None or rid is None or rid == cid)),
                     default=None)
         out.append(Deadline("QUALITY.COMPLAINT_OVERDUE", cid or eid, at, fixed, _complaint_msg(ctx, t, at, cid)))

@@ -8,9 +8,8 @@ one message and one id.
 from __future__ import annotations
 
 import math
-from datetime import date
 
-from rules.clock import PauseView, china_date, end_of, pause_view, start_of
+from rules.clock import PauseView, china_date, end_of, pause_view
 from rules.context import CaseContext, Deadline, fmt_day, fmt_time
 from rules.registry import LAW
 
@@ -23,18 +22,21 @@ def _min(*ts: float | None) -> float | None:
     return best
 
 
-def clock_start(ctx: CaseContext) -> tuple[date, float] | None:
-    """The date the limit counts from and the instant it started (第32条 when intake was late)."""
+def clock_start(ctx: CaseContext) -> float | None:
+    """The instant the limit counts from: acceptance, or submission when intake was late (第32条).
+
+    Limits count working days after the China date of this instant.
+    """
     d = ctx.d
-    if d.accepted_t is None:
+    acc = d.accepted_t
+    if acc is None:
         return None
-    acc = china_date(d.accepted_t)
-    if d.submitted_t is not None:
-        sub = china_date(d.submitted_t)
-        limit = ctx.clock.nth(sub, ctx.config.intake_days)
-        if limit is not None and acc > limit:
-            return sub, d.submitted_t
-    return acc, d.accepted_t
+    sub = d.submitted_t
+    if sub is not None:
+        limit = ctx.clock.end_after(sub, ctx.config.intake_days)  # end of the last day intake may take
+        if limit is not None and acc >= limit:
+            return sub
+    return acc
 
 
 def warning_day_number(n: int, days_left: int, fraction: float) -> int:
@@ -44,7 +46,7 @@ def warning_day_number(n: int, days_left: int, fraction: float) -> int:
     return min(n, max(1, min(by_left, by_share)))
 
 
-def promised_limit(ctx: CaseContext, s_day: date, pv: PauseView) -> tuple[int, float, float | None, int] | None:
+def promised_limit(ctx: CaseContext, s_t: float, pv: PauseView) -> tuple[int, float, float | None, int] | None:
     """(N, overdue instant, warning instant, warning day number) of a 承诺件; None if unknown or 即办件."""
     item = ctx.item
     if item is None or item.kind != "promised":
@@ -53,7 +55,7 @@ def promised_limit(ctx: CaseContext, s_day: date, pv: PauseView) -> tuple[int, f
     due_at = ctx.state.info.due_at
     if due_at is not None:
         due_day = china_date(due_at - 1)
-        n = clock.working_days_between(s_day, due_day)
+        n = clock.working_days_between(china_date(s_t), due_day)
         offset = due_at - end_of(due_day)
     else:
         n = item.promised_days
@@ -61,31 +63,30 @@ def promised_limit(ctx: CaseContext, s_day: date, pv: PauseView) -> tuple[int, f
     n += ctx.d.extension_days
     if n < 1:
         return None
-    od = clock.nth(s_day, n, pv)
+    od = clock.end_after(s_t, n, pv)
     if od is None:
         return None
     cfg = ctx.config
     k = warning_day_number(n, cfg.warning_days_left, cfg.warning_fraction)
-    wd = clock.nth(s_day, k, pv)
-    return n, end_of(od) + offset, start_of(wd) if wd is not None else None, k
+    wd = clock.end_after(s_t, k, pv)
+    return n, od + offset, wd - 86400 if wd is not None else None, k  # the warning: 00:00 of day k
 
 
-def statutory_limit(ctx: CaseContext, s_day: date, pv: PauseView) -> float | None:
+def statutory_limit(ctx: CaseContext, s_t: float, pv: PauseView) -> float | None:
     """The instant the statutory limit (法定时限, plus an extension) runs out; None while a pause hides it."""
     item = ctx.item
     m = (item.statutory_days if item is not None else ctx.config.default_statutory_days) + ctx.d.extension_days
-    sd = ctx.clock.nth(s_day, m, pv)
-    return end_of(sd) if sd is not None else None
+    return ctx.clock.end_after(s_t, m, pv)
 
 
 def due_instants(ctx: CaseContext) -> tuple[float | None, float | None]:
     """(promised, statutory) deadline instants as the facts stand, met or not — for case facts."""
-    start = clock_start(ctx)
-    if start is None:
+    s_t = clock_start(ctx)
+    if s_t is None:
         return None, None
     pv = pause_view(ctx.d)
-    promised = promised_limit(ctx, start[0], pv)
-    return (promised[1] if promised else None), statutory_limit(ctx, start[0], pv)
+    promised = promised_limit(ctx, s_t, pv)
+    return (promised[1] if promised else None), statutory_limit(ctx, s_t, pv)
 
 
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
@@ -95,13 +96,11 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     terminal = d.terminal_t
 
     if d.submitted_t is not None:
-        sub_day = china_date(d.submitted_t)
-        limit_day = clock.nth(sub_day, cfg.intake_days)
-        if limit_day is not None:
+        i_at = clock.end_after(d.submitted_t, cfg.intake_days)
+        if i_at is not None:
             first_supplement = min((p.start for p in d.pauses if p.kind == "supplement"), default=None)
-            i_at = end_of(limit_day)
             i_ok = _min(d.accepted_t, first_supplement, terminal)
-        if limit_day is not None and (i_ok is None or i_ok > i_at):  # a deadline already met is not kept
+        if i_at is not None and (i_ok is None or i_ok > i_at):  # a deadline already met is not kept
             out.append(Deadline(
                 "TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at, i_ok,
                 lambda: (f"{ctx.item_label()}于{fmt_time(d.submitted_t)}收件，应在{cfg.intake_days}个工作日内"
@@ -109,15 +108,14 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
                          f"{LAW}第三十二条"),
             ))
 
-    start = clock_start(ctx)
-    if start is None:
+    s_t = clock_start(ctx)
+    if s_t is None:
         return
-    s_day, s_t = start
     item = ctx.item
     pv = pause_view(d)
     ext = d.extension_days
 
-    promised = promised_limit(ctx, s_day, pv)
+    promised = promised_limit(ctx, s_t, pv)
     if promised is not None:
         n, p_at, w_at, k = promised
         due_at = ctx.state.info.due_at
@@ -142,7 +140,7 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
             ))
 
     m = (item.statutory_days if item is not None else cfg.default_statutory_days) + ext
-    st_at = statutory_limit(ctx, s_day, pv)
+    st_at = statutory_limit(ctx, s_t, pv)
     st_ok = _min(terminal, d.decided_t)
     if st_at is not None and (st_ok is None or st_ok > st_at):
         out.append(Deadline(
@@ -154,9 +152,8 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
 
     for p in d.pauses:
         if p.kind == "suspension" and p.planned_days:
-            od2 = clock.nth(china_date(p.start), p.planned_days)
-            if od2 is not None:
-                at3 = end_of(od2)
+            at3 = clock.end_after(p.start, p.planned_days)
+            if at3 is not None:
                 out.append(Deadline(
                     "TIMEOUT.SUSPENSION_OVERRUN", p.eid, at3, _min(p.end, terminal),
                     _suspension_message(ctx, p.start, p.planned_days, at3),
@@ -168,22 +165,20 @@ def step_deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     item = ctx.item
     if item is None or not item.step_limits:
         return
-    start = clock_start(ctx)
-    if start is None:
+    s_t = clock_start(ctx)
+    if s_t is None:
         return
     d = ctx.d
     clock = ctx.clock
     terminal = d.terminal_t
     pv = pause_view(d)
-    s_t = start[1]
     prev_t = s_t
     for step in item.steps:
         done = d.steps.get(step)
         limit = item.step_limits.get(step)
         if limit is not None:
-            sd2 = clock.nth(china_date(prev_t), limit, pv)
-            if sd2 is not None:
-                at2 = end_of(sd2)
+            at2 = clock.end_after(prev_t, limit, pv)
+            if at2 is not None:
                 out.append(Deadline(
                     "TIMEOUT.STEP_OVERDUE", step, at2, _min(done, terminal),
                     _step_message(ctx, step, limit, at2),
