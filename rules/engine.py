@@ -142,7 +142,8 @@ class Engine:
     def new_state(self, case_id: str) -> CaseState:
         return CaseState(case_id=case_id)
 
-    def apply(self, state: CaseState | None, event: AnyEvent) -> Outcome:
+    def apply(self, state: CaseState | None, event: AnyEvent, t: float | None = None) -> Outcome:
+        """Fold ``event`` into the case (``t``: its ``occurred_at`` as epoch seconds, if the driver has it)."""
         if state is None:
             state = CaseState(case_id=event.case_id)
         findings: list[Finding] = []
@@ -155,7 +156,8 @@ class Engine:
         # So events of one case arriving shuffled, before the clock reaches their deadlines, give
         # the same findings as in order.
 
-        t = event.occurred_at.timestamp()
+        if t is None:
+            t = event.occurred_at.timestamp()
         rejudge = False
         if isinstance(event, (Submitted, Accepted)):
             rejudge = self._take_intake(state, event, notes, t)

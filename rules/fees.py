@@ -75,6 +75,8 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     AMOUNT_MISMATCH and DELIVERED_UNPAID are due at the completion or delivery itself: a payment that
     happened before it but arrives later still counts, and the finding keeps the event's time.
     """
+    if ctx.d.fee is None:  # no fee event yet (most cases): every fee deadline needs a ledger
+        return
     _settlement(ctx, out)
     _not_refunded(ctx, out)
 

@@ -136,21 +136,34 @@ def _on_close(ctx: CaseContext, out: list[Deadline]) -> None:
     x = d.close_t
     if x is None:
         return
-    what = "办结" if x == d.completed_t and d.close_eid != _decided_eid(ctx) else "作出决定"
     officer = d.close_officer
+
+    def what() -> str:  # only when a finding fires
+        return "办结" if x == d.completed_t and d.close_eid != _decided_eid(ctx) else "作出决定"
+
     out.append(Deadline(
         "PROCEDURE.NOT_ACCEPTED", "not_accepted", x, d.accepted_t,
-        lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what}，但没有受理记录。", f"{LAW}第三十二条"),
+        lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what()}，但没有受理记录。", f"{LAW}第三十二条"),
         officer=officer,
     ))
     item = ctx.item
     if item is not None and item.steps:
-        done = [d.steps.get(s) for s in item.steps]
-        satisfied = max(done) if all(t is not None for t in done) else None  # type: ignore[type-var]
-        missing = [s for s, t in zip(item.steps, done, strict=True) if t is None or t > x]
+        steps = d.steps
+        satisfied: float | None = None  # when the last required step was done; None while one is missing
+        for s in item.steps:
+            done = steps.get(s)
+            if done is None:
+                satisfied = None
+                break
+            if satisfied is None or done > satisfied:
+                satisfied = done
+
+        def missing() -> str:
+            return "、".join(s for s in item.steps if (t := d.steps.get(s)) is None or t > x)
+
         out.append(Deadline(
             "PROCEDURE.SKIPPED_STEP", "skipped", x, satisfied,
-            lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what}，缺少必经环节：{'、'.join(missing)}"
+            lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what()}，缺少必经环节：{missing()}"
                      f"（规定环节：{'→'.join(item.steps)}）。", ctx.catalog_basis("办理环节 " + "→".join(item.steps))),
             officer=officer,
         ))

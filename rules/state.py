@@ -207,7 +207,10 @@ class Derived(msgspec.Struct, array_like=True, gc=False):
     def terminal_t(self) -> float | None:
         """When the case's timeout clock stopped for good (办结, 撤回, 不予受理)."""
         best = self.completed_t
-        for t in (self.withdrawn_t, self.rejected_t):  # both are rare: a plain scan, no list
+        w, r = self.withdrawn_t, self.rejected_t
+        if w is None and r is None:  # the usual case: completed or still open
+            return best
+        for t in (w, r):
             if t is not None and (best is None or t < best):
                 best = t
         return best

@@ -14,12 +14,12 @@ from rules.context import CaseContext, Deadline, fmt_day, fmt_time
 from rules.registry import LAW
 
 
-def _min(*ts: float | None) -> float | None:
-    best: float | None = None
-    for t in ts:
-        if t is not None and (best is None or t < best):
-            best = t
-    return best
+def _min(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None or a <= b:
+        return a
+    return b
 
 
 def clock_start(ctx: CaseContext) -> float | None:
@@ -98,8 +98,9 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     if d.submitted_t is not None:
         i_at = clock.end_after(d.submitted_t, cfg.intake_days)
         if i_at is not None:
-            first_supplement = min((p.start for p in d.pauses if p.kind == "supplement"), default=None)
-            i_ok = _min(d.accepted_t, first_supplement, terminal)
+            i_ok = _min(d.accepted_t, terminal)
+            if d.pauses:  # told what to supplement (一次性告知) also answers the intake in time
+                i_ok = _min(i_ok, min((p.start for p in d.pauses if p.kind == "supplement"), default=None))
         if i_at is not None and (i_ok is None or i_ok > i_at):  # a deadline already met is not kept
             out.append(Deadline(
                 "TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at, i_ok,

@@ -123,20 +123,24 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
             if st.next_due is not None:
                 heapq.heappush(heap, (st.next_due, cid))
 
+    apply, known, push = engine.apply, states.get, heapq.heappush  # the loop runs once per event
     for n, i in enumerate(order):
         ev = events[i]
-        if heap and heap[0][0] < times[i]:
-            tick(times[i], strict=True)
-        prev = states.get(ev.case_id)
+        t = times[i]
+        if heap and heap[0][0] < t:
+            tick(t, strict=True)
+        cid = ev.case_id
+        prev = known(cid)
         due_before = prev.next_due if prev is not None else None
-        out = engine.apply(prev, ev)
+        out = apply(prev, ev, t)
         st = out.state
         if prev is None:
-            states[ev.case_id] = st
+            states[cid] = st
         if out.findings or out.notes:
             emit(out.findings, out.notes)
-        if st.next_due is not None and st.next_due != due_before:
-            heapq.heappush(heap, (st.next_due, ev.case_id))
+        due = st.next_due
+        if due is not None and due != due_before:
+            push(heap, (due, cid))
         if progress and n % 10000 == 0:
             progress(n)
     last = events[order[-1]].occurred_at if order else None
