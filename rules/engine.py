@@ -148,10 +148,12 @@ class Engine:
             state = CaseState(case_id=event.case_id)
         findings: list[Finding] = []
         notes: list[Note] = []
-        if state.has_applied(event.event_id):
-            notes.append(Note(kind="duplicate_event", case_id=state.case_id, event_id=event.event_id,
-                              message=f"event {event.event_id} was already applied; the repeat changes nothing"))
-            return Outcome(state, findings, notes)
+        eid = event.event_id
+        for f in state.facts:  # every applied event is a fact (CaseState.has_applied, inlined: once per event)
+            if f.eid == eid:
+                notes.append(Note(kind="duplicate_event", case_id=state.case_id, event_id=eid,
+                                  message=f"event {eid} was already applied; the repeat changes nothing"))
+                return Outcome(state, findings, notes)
         # The clock is not moved by events: only drivers advance it (ticker, replay heap, --until).
         # So events of one case arriving shuffled, before the clock reaches their deadlines, give
         # the same findings as in order.
@@ -169,9 +171,10 @@ class Engine:
         fact = to_fact(event, t)
         state.seq += 1  # events applied, in arrival order
         facts = state.facts
-        if not rejudge and (not facts or (facts[-1].t, facts[-1].eid) <= (fact.t, fact.eid)):
-            facts = state.facts = (*facts, fact)  # a tuple: no spare slots (cases have ~5-15 facts)
-            start = len(facts) - 1
+        last = facts[-1] if facts else None
+        if not rejudge and (last is None or last.t < t or (last.t == t and last.eid <= eid)):
+            state.facts = (*facts, fact)  # a tuple: no spare slots (cases have ~5-15 facts)
+            todo: tuple[Fact, ...] = (fact,)
             changed = (_TRIGGER_INDEXES if state.d.close_t is None else _TRIGGER_INDEXES_CLOSED)[fact.type]
         else:
             start = bisect.bisect_right([(f.t, f.eid) for f in facts], (fact.t, fact.eid))
@@ -179,10 +182,11 @@ class Engine:
             state.d = Derived()
             for f in facts[:start]:
                 fold(state.d, f)
+            todo = facts[start:]
             changed = _ALL_INDEXES
 
         ctx = self._context(state, findings)
-        for f in facts[start:]:
+        for f in todo:
             problem = fold(state.d, f)
             if problem is not None and f is fact:
                 notes.append(Note(kind="impossible_transition", case_id=state.case_id, event_id=f.eid,
@@ -211,7 +215,11 @@ class Engine:
                                   message=f"deadlines not computed: {exc}"))
                 out = []
             dues[i] = _pending(state, out) if out else None
-        nd = state.next_due = _earliest(dues)
+        nd = None
+        for x in dues:  # _earliest, inlined
+            if x is not None and (nd is None or x < nd):
+                nd = x
+        state.next_due = nd
         if nd is not None and nd <= state.now:
             self._fire_due(state, state.now, findings, ctx)
         return Outcome(state, findings, notes)

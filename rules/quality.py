@@ -25,6 +25,8 @@ ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {"rated": [on_r
 
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     d = ctx.d
+    if d.quality is None:  # never rated nor complained about (most cases, most of their life)
+        return
     cfg = ctx.config
     for t, eid, level in d.ratings:
         if level > cfg.bad_rating_max_level:
