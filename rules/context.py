@@ -46,21 +46,21 @@ def fmt_time(t: float) -> str:
     return local.strftime("%Y-%m-%d %H:%M")
 
 
-class CaseContext:
+class CaseContext(msgspec.Struct):
     """Built per event, after the engine has (re)built ``state.d``; ``d`` is that summary (rules read it
-    hundreds of thousands of times a second, so it is a plain attribute, not a property)."""
+    hundreds of thousands of times a second, so it is a plain attribute, not a property). A struct: made
+    once per event, and msgspec builds it in C.
 
-    __slots__ = ("state", "d", "catalog", "item", "clock", "config", "out")
+    ``item`` is the case's entry in ``catalog`` (None: unknown item or no intake yet).
+    """
 
-    def __init__(self, state: CaseState, catalog: Catalog | None, item: Item | None, clock: Clock,
-                 config: RuleConfig, out: list[Finding]):
-        self.state = state
-        self.d: Derived = state.d
-        self.catalog = catalog
-        self.item = item  # the case's entry in ``catalog`` (None: unknown item or no intake yet)
-        self.clock = clock
-        self.config = config
-        self.out = out
+    state: CaseState
+    d: Derived
+    catalog: Catalog | None
+    item: Item | None
+    clock: Clock
+    config: RuleConfig
+    out: list[Finding]
 
     def item_label(self) -> str:
         it = self.item

@@ -254,7 +254,7 @@ class Engine:
         if found is None:
             cat = self._catalog_for(state)
             found = self._resolved[key] = (cat, cat.item(info.item_code) if cat is not None else None)
-        return CaseContext(state, found[0], found[1], self.clock, self.config, out)
+        return CaseContext(state, state.d, found[0], found[1], self.clock, self.config, out)
 
     def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note], t: float) -> bool:
         """Returns True when the case's identity (item, version) changed and earlier facts need re-judging."""

@@ -24,8 +24,13 @@ def on_step(ctx: CaseContext, f: Fact) -> None:
     first = d.steps.get(step)
     if first is None or first != f.t:
         return
-    later = item.steps[item.steps.index(step) + 1:]
-    early = [s for s in later if s in d.steps and d.steps[s] < f.t]
+    steps = d.steps
+    early: list[str] = []
+    if len(steps) > 1:  # some other step is done: was any that comes later done before this one?
+        for s in item.steps[item.steps.index(step) + 1:]:
+            done = steps.get(s)
+            if done is not None and done < f.t:
+                early.append(s)
     if early:
         ctx.raise_finding("PROCEDURE.OUT_OF_ORDER", step, f.t,
                           f"{ctx.item_label()}「{step}」于{fmt_time(f.t)}完成，但其后的环节{'、'.join(early)}已先行完成"

@@ -17,6 +17,7 @@ from types import MappingProxyType
 import msgspec
 
 from schemas.events import (
+    EVENT_TYPES,
     Accepted,
     AnyEvent,
     ComplaintFiled,
@@ -251,7 +252,7 @@ class CaseState(msgspec.Struct, gc=False):
         self.fired = (*self.fired[:i], key, *self.fired[i:])
 
 
-def _payload(ev: AnyEvent) -> tuple[str | None, str | None, Decimal | int | None]:
+def _no_payload(ev: AnyEvent) -> tuple[str | None, str | None, Decimal | int | None]:
     return None, None, None
 
 
@@ -268,14 +269,17 @@ _PAYLOAD = {
     ComplaintFiled: lambda e: (e.complaint_id, None, None),
     ComplaintResolved: lambda e: (e.complaint_id, None, None),
 }
+# event class -> (its type tag, what its fact keeps): one lookup per event instead of a property and a get
+_FACT_OF = {cls: (tag, _PAYLOAD.get(cls, _no_payload)) for tag, cls in EVENT_TYPES.items()}
 
 
 def to_fact(ev: AnyEvent, t: float) -> Fact:
     """Reduce an event to the fields rules read; ``t`` is its occurred_at as epoch seconds."""
-    s1, s2, num = _PAYLOAD.get(type(ev), _payload)(ev)
+    tag, payload = _FACT_OF[type(ev)]
+    s1, s2, num = payload(ev)
     officer = ev.officer_id
     # Officer ids, step names, fee codes and channels repeat across cases: one copy each in memory.
-    return Fact(t, ev.event_type, ev.event_id, intern(officer) if officer is not None else None,
+    return Fact(t, tag, ev.event_id, intern(officer) if officer is not None else None,
                 intern(s1) if s1 is not None else None, intern(s2) if s2 is not None else None, num)
 
 
