@@ -80,6 +80,7 @@ class Clock:
         self.calendar = calendar
         self._nth = lru_cache(maxsize=1 << 16)(self._nth_uncached)
         self._ends: dict[tuple[int, int], float] = {}  # (China day number, n) -> end instant, unpaused
+        self._working: dict[int, bool] = {}  # China day number -> a working day?
 
     def end_after(self, t: float, n: int, pauses: PauseView = _NO_PAUSE) -> float | None:
         """24:00 of the n-th working day after the China date of instant ``t``, skipping paused dates;
@@ -101,6 +102,14 @@ class Clock:
 
     def _nth_uncached(self, day: date, n: int, paused: frozenset[date]) -> date:
         return self.calendar.nth_working_day_after(day, n, paused)
+
+    def working_at(self, t: float) -> bool:
+        """Whether instant ``t`` falls on a working day (China date), memoised by day number."""
+        key = int((t + _UTC8) // 86400)
+        known = self._working.get(key)
+        if known is None:
+            known = self._working[key] = self.calendar.is_working_day(date.fromordinal(key + _EPOCH_ORDINAL))
+        return known
 
     def nth(self, day: date, n: int, pauses: PauseView = _NO_PAUSE) -> date | None:
         """WD#n after ``day`` skipping paused dates; None while an unfinished pause hides it."""

@@ -78,6 +78,7 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
 _TRIGGERS_CLOSED: dict[str, tuple[str, ...]] = {**_TRIGGERS, "step_completed": ("steps", "procedure")}
 
 _NO_INTAKE_OK = {"submitted", "accepted"}
+_INTAKES = (Submitted, Accepted)
 
 
 _FAMILY_RULES = tuple(_FAMILIES.values())
@@ -161,7 +162,7 @@ class Engine:
         if t is None:
             t = event.occurred_at.timestamp()
         rejudge = False
-        if isinstance(event, (Submitted, Accepted)):
+        if isinstance(event, _INTAKES):
             rejudge = self._take_intake(state, event, notes, t)
         elif state.d.submitted_t is None and state.d.accepted_t is None:
             notes.append(Note(kind="no_intake", case_id=state.case_id, event_id=event.event_id,

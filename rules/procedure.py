@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from rules.clock import china_date, day_end
+from rules.clock import day_end
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.registry import LAW
 from rules.state import Fact, first_step
@@ -82,7 +82,7 @@ def on_decision(ctx: CaseContext, f: Fact) -> None:
         return
     minute = int((f.t + 8 * 3600) % 86400) // 60  # China time of day (UTC+8, no daylight saving)
     night = minute >= _hhmm(cfg.off_hours_start) or minute < _hhmm(cfg.off_hours_end)
-    holiday = not ctx.clock.is_working_day(china_date(f.t))
+    holiday = not ctx.clock.working_at(f.t)
     if night or holiday:
         what = "作出决定" if f.type == "decided" else f"完成「{f.s1}」"
         when = "非工作日" if holiday else "夜间"
