@@ -10,7 +10,7 @@ replay of a province's year needs, and its errors already name the failing path 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -271,6 +271,33 @@ def decode_event(raw: bytes | str, *, position: int | None = None,
     except ValueError as exc:
         return InvalidEvent(data, f"schema: {exc} - at `$.{name}`", position, ev.event_id)
     return ev
+
+
+_many_decoder = msgspec.json.Decoder(list[AnyEvent])
+
+
+def decode_all_valid(lines: Sequence[str]) -> list[AnyEvent] | None:
+    """All of ``lines`` decoded in one call, in order — or None when any of them would not pass
+    ``decode_event`` as it is (too long, not valid, or a time without an offset): then decode them one by one.
+
+    For lines that were valid when stored (an audit replay reads a million of them): one C call for
+    the lot instead of a Python call, an encode and a check per line.
+    """
+    if not lines:
+        return []
+    if max(map(len, lines)) * 4 > MAX_EVENT_BYTES:  # characters; a UTF-8 character is at most 4 bytes
+        return None
+    try:
+        events = _many_decoder.decode(("[" + ",".join(lines) + "]").encode())
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if len(events) != len(lines):  # a "line" holding two objects joined by a comma, say
+        return None
+    for ev in events:
+        if ev.occurred_at.tzinfo is None or (ev.recorded_at is not None and ev.recorded_at.tzinfo is None) \
+                or (isinstance(ev, Accepted) and ev.due_at is not None and ev.due_at.tzinfo is None):
+            return None
+    return events
 
 
 def read_events(lines: Iterable[bytes | str], *, naive_tz: timezone | None = None,

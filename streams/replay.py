@@ -58,7 +58,15 @@ from rules.clock import china_date
 from rules.config import RuleConfig, load_rule_config
 from rules.engine import Engine
 from rules.findings import Finding, Note
-from schemas.events import CHINA_TZ, Accepted, AnyEvent, InvalidEvent, Submitted, decode_event
+from schemas.events import (
+    CHINA_TZ,
+    Accepted,
+    AnyEvent,
+    InvalidEvent,
+    Submitted,
+    decode_all_valid,
+    decode_event,
+)
 from streams.embedded import run_events
 from streams.replay_diff import CaseEvidence, FindingsDiff, item_changes
 
@@ -366,12 +374,13 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
     Identical lines are one event (a re-delivery); the rest are ordered by event time, then recorded
     time, event id and the raw line, so even an event re-sent with other content has a fixed place.
     """
-    lines = {r if isinstance(r, str) else bytes(r).decode("utf-8", "replace") for r in raws}
+    lines = list({r if isinstance(r, str) else bytes(r).decode("utf-8", "replace") for r in raws})
     bad: list[InvalidEvent] = []
     keyed: list[tuple[float, float, str, str, AnyEvent]] = []
     no_rec = float("-inf")
-    for raw in lines:
-        ev = decode_event(raw, naive_tz=naive_tz)
+    decoded = decode_all_valid(lines)  # the usual case: every stored line decodes as it is, in one call
+    for n, raw in enumerate(lines):
+        ev = decoded[n] if decoded is not None else decode_event(raw, naive_tz=naive_tz)
         if isinstance(ev, InvalidEvent):
             bad.append(ev)
             continue
@@ -381,6 +390,14 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
     keyed.sort()  # raws are distinct, so the comparison never reaches the event itself
     bad.sort(key=lambda b: b.raw)
     return [k[4] for k in keyed], bad
+
+
+_SEP = "\x00"  # cannot occur in JSON text (control characters inside strings must be escaped)
+
+
+def _lines(joined: bytes) -> list[str]:
+    """A bucket's lines from their joined bytes (decoded here: in a worker process, not the main one)."""
+    return joined.decode("utf-8", "replace").split(_SEP) if joined else []
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -455,21 +472,37 @@ class WarehouseSource:
                  if not isinstance(ev := decode_event(r["raw"], naive_tz=self.naive_tz), InvalidEvent)]
         return max(times) if times else None
 
+    def _bucket_filter(self, bucket: Bucket, ids: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"lo": bucket.lo, "hi": bucket.hi}
+        extra = ""
+        if ids is not None:
+            extra = "AND has({ids:Array(String)}, case_id)"
+            params["ids"] = list(ids)
+        return f"valid = 1 AND case_id >= {{lo:String}} AND case_id <= {{hi:String}} {extra}", params
+
     def read(self, bucket: Bucket, ids: Sequence[str] | None) -> list[str]:
         """The bucket's valid stored lines, in no particular order (``order_events`` orders them).
 
         Grouped per case in SQL: a row per case instead of a row per event makes the conversion of the
         result to Python objects, not the query, four times cheaper.
         """
-        params: dict[str, Any] = {"lo": bucket.lo, "hi": bucket.hi}
-        extra = ""
-        if ids is not None:
-            extra = "AND has({ids:Array(String)}, case_id)"
-            params["ids"] = list(ids)
-        rows = self.wh.query("SELECT case_id, groupArray(raw) AS raws FROM events WHERE valid = 1 "
-                             f"AND case_id >= {{lo:String}} AND case_id <= {{hi:String}} {extra} GROUP BY case_id",
+        where, params = self._bucket_filter(bucket, ids)
+        rows = self.wh.query(f"SELECT case_id, groupArray(raw) AS raws FROM events WHERE {where} GROUP BY case_id",
                              params)
         return [raw for r in rows for raw in r["raws"]]
+
+    def read_joined(self, bucket: Bucket, ids: Sequence[str] | None) -> bytes:
+        """The same lines joined by ``_SEP``, UTF-8, as worker processes take them.
+
+        On chDB the join happens in SQL and the result comes back as one byte string: the replay's main
+        process then makes no Python object per event (it made three: the value, the list, the join),
+        which made it read four times faster (403,000 lines: 2.3 CPU seconds before, 0.6 after).
+        """
+        query_bytes = getattr(self.wh, "query_bytes", None)
+        if query_bytes is None:  # a ClickHouse server: rows through the driver, joined here
+            return _SEP.join(self.read(bucket, ids)).encode()
+        where, params = self._bucket_filter(bucket, ids)
+        return query_bytes(f"SELECT arrayStringConcat(groupArray(raw), char(0)) FROM events WHERE {where}", params)
 
     def recorded_versions(self, bucket: Bucket) -> dict[str, str]:
         rows = self.wh.query(
@@ -579,6 +612,9 @@ class ArchiveSource:
         else:
             keys = ids
         return [raw for cid in keys for raw in self._by_case.get(cid, ())]
+
+    def read_joined(self, bucket: Bucket, ids: Sequence[str] | None) -> bytes:
+        return _SEP.join(self.read(bucket, ids)).encode()
 
     def recorded_versions(self, bucket: Bucket) -> dict[str, str]:
         return self.versions.recorded_versions(bucket) if self.versions is not None else {}
@@ -811,15 +847,11 @@ def _worker_init(choice: dict[str, Any], catalogs_dir: str | None, rules_config:
     _WORKER["naive"] = naive
 
 
-_SEP = "\x00"  # cannot occur in JSON text (control characters inside strings must be escaped)
-
-
-def _worker_judge(index: int, joined: str, recorded: dict[str, str], until: datetime | None) -> BucketOutcome:
-    """One bucket in a worker; the lines arrive joined in one string, which pickles far faster than a list."""
+def _worker_judge(index: int, joined: bytes, recorded: dict[str, str], until: datetime | None) -> BucketOutcome:
+    """One bucket in a worker; the lines arrive joined in one byte string, which pickles far faster than a list."""
     gc.disable()  # as run_events does: case states hold no cycles, and full scans of them cost more than the rules
     try:
-        raws = joined.split(_SEP) if joined else []
-        return judge_bucket(_WORKER["engines"], index, raws, recorded, until, _WORKER["naive"])
+        return judge_bucket(_WORKER["engines"], index, _lines(joined), recorded, until, _WORKER["naive"])
     finally:
         gc.enable()
 
@@ -857,12 +889,12 @@ def run_replay(source: Source, plan: ReplayPlan, engines: Engines, cases: Sequen
         result.seconds["write"] += time.perf_counter() - t0
         last_save = time.monotonic()
 
-    def read(i: int) -> tuple[list[str], dict[str, str]] | None:
+    def read(i: int) -> tuple[bytes, dict[str, str]] | None:
         ids = per_bucket[i] if per_bucket is not None else None
         if ids is not None and not ids:
             return None
         t0 = time.perf_counter()
-        raws = source.read(plan.buckets[i], ids)
+        raws = source.read_joined(plan.buckets[i], ids)
         recorded = source.recorded_versions(plan.buckets[i]) if engines.needs_recorded else {}
         result.seconds["read"] += time.perf_counter() - t0
         return raws, recorded
@@ -903,7 +935,7 @@ def run_replay(source: Source, plan: ReplayPlan, engines: Engines, cases: Sequen
                     continue
                 base = result.events
                 tick = (lambda n, b=base: progress(b + n)) if progress is not None else None
-                take(judge_bucket(engines, i, got[0], got[1], plan.until, source.naive_tz, tick))
+                take(judge_bucket(engines, i, _lines(got[0]), got[1], plan.until, source.naive_tz, tick))
         else:
             _run_pool(plan, todo, read, take, pending.append, source.naive_tz, workers)
         commit()
@@ -947,7 +979,7 @@ def _run_pool(plan: ReplayPlan, todo: list[int], read: Callable[[int], Any], tak
                 if got is None:
                     skip(i)
                     continue
-                inflight.add(pool.submit(_worker_judge, i, _SEP.join(got[0]), got[1], plan.until))
+                inflight.add(pool.submit(_worker_judge, i, got[0], got[1], plan.until))
             if not inflight:
                 continue
             finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)

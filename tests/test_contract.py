@@ -16,7 +16,14 @@ import jsonschema
 import msgspec
 import pytest
 
-from schemas.events import CHINA_TZ, EVENT_TYPES, MAX_EVENT_BYTES, InvalidEvent, decode_event
+from schemas.events import (
+    CHINA_TZ,
+    EVENT_TYPES,
+    MAX_EVENT_BYTES,
+    InvalidEvent,
+    decode_all_valid,
+    decode_event,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SCHEMA_PATH = SCHEMA_DIR / "case_event.schema.json"
@@ -217,3 +224,21 @@ def test_event_over_64_kib_is_rejected_with_the_limit_named() -> None:
     assert isinstance(bad, InvalidEvent)
     assert str(MAX_EVENT_BYTES) in bad.error and "limit" in bad.error
     assert MAX_EVENT_BYTES == 64 * 1024
+
+
+def test_decoding_a_batch_at_once_gives_what_decoding_line_by_line_gives() -> None:
+    """An audit replay decodes a bucket of stored lines in one call; any line that would not pass
+    ``decode_event`` as it is sends the whole batch back to the line-by-line path (None)."""
+    lines = [json.dumps({**ev, "event_id": f"b-{i}"}, ensure_ascii=False) for i, ev in enumerate(VALID.values())]
+    assert len(lines) == len(EVENT_TYPES)
+    batch = decode_all_valid(lines)
+    assert batch == [decode_event(line) for line in lines]
+    assert decode_all_valid([]) == []
+    naive = json.dumps(_base("completed", occurred_at="2026-03-02T09:30:00"))
+    naive_due = json.dumps(_base("accepted", item_code="X", due_at="2026-03-20T17:00:00"))
+    naive_rec = json.dumps(_base("completed", recorded_at="2026-03-02T09:30:00"))
+    wrong = json.dumps(_base("completed", occurred_at="soon"))
+    two = lines[0] + "," + lines[1]  # one "line" holding two events
+    huge = json.dumps(_base("intake_rejected", reason="x", padding="y" * MAX_EVENT_BYTES))
+    for odd in (naive, naive_due, naive_rec, wrong, two, huge, "", "[]"):
+        assert decode_all_valid([*lines, odd]) is None, odd[:80]

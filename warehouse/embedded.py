@@ -304,6 +304,21 @@ class ChdbWarehouse(BaseWarehouse):
                 raise WarehouseError(f"chDB: {exc}") from exc
         return _aware_rows(result)
 
+    def query_bytes(self, sql: str, params: dict[str, Any] | None = None) -> bytes:
+        """The bytes a query writes (format RawBLOB: a one-value result, unescaped).
+
+        For results that are one big string (a replay bucket's lines, joined in SQL): no Arrow table
+        and no Python object per row.
+        """
+        text, bound = bind(sql, params, "chdb", self.dialect)
+        session = self._session()
+        with self._entry[2]:
+            try:
+                result = session.query(text, "RawBLOB", params=bound)
+            except RuntimeError as exc:
+                raise WarehouseError(f"chDB: {exc}") from exc
+        return result.bytes()
+
     def prepare(self, table: str, columns: dict[str, list[Any]]) -> Prepared | None:
         """Columns of Python values -> an Arrow table ready to write (the GIL-bound half of an insert)."""
         spec = columns_of(table)
