@@ -276,7 +276,7 @@ def decode_event(raw: bytes | str, *, position: int | None = None,
 _many_decoder = msgspec.json.Decoder(list[AnyEvent])
 
 
-def decode_all_valid(lines: Sequence[str]) -> list[AnyEvent] | None:
+def decode_all_valid(lines: Sequence[bytes]) -> list[AnyEvent] | None:
     """All of ``lines`` decoded in one call, in order — or None when any of them would not pass
     ``decode_event`` as it is (too long, not valid, or a time without an offset): then decode them one by one.
 
@@ -285,10 +285,10 @@ def decode_all_valid(lines: Sequence[str]) -> list[AnyEvent] | None:
     """
     if not lines:
         return []
-    if max(map(len, lines)) * 4 > MAX_EVENT_BYTES:  # characters; a UTF-8 character is at most 4 bytes
+    if max(map(len, lines)) > MAX_EVENT_BYTES:
         return None
     try:
-        events = _many_decoder.decode(("[" + ",".join(lines) + "]").encode())
+        events = _many_decoder.decode(b"[" + b",".join(lines) + b"]")
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     if len(events) != len(lines):  # a "line" holding two objects joined by a comma, say

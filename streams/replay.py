@@ -374,9 +374,10 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
     Identical lines are one event (a re-delivery); the rest are ordered by event time, then recorded
     time, event id and the raw line, so even an event re-sent with other content has a fixed place.
     """
-    lines = list({r if isinstance(r, str) else bytes(r).decode("utf-8", "replace") for r in raws})
+    # As bytes: UTF-8 keeps the order of code points, so the raw tie-break orders as the text would.
+    lines = list({r.encode() if isinstance(r, str) else bytes(r) for r in raws})
     bad: list[InvalidEvent] = []
-    keyed: list[tuple[float, float, str, str, AnyEvent]] = []
+    keyed: list[tuple[float, float, str, bytes, AnyEvent]] = []
     no_rec = float("-inf")
     decoded = decode_all_valid(lines)  # the usual case: every stored line decodes as it is, in one call
     for n, raw in enumerate(lines):
@@ -393,11 +394,11 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
 
 
 _SEP = "\x00"  # cannot occur in JSON text (control characters inside strings must be escaped)
+_SEP_BYTES = _SEP.encode()
 
 
-def _lines(joined: bytes) -> list[str]:
-    """A bucket's lines from their joined bytes (decoded here: in a worker process, not the main one)."""
-    return joined.decode("utf-8", "replace").split(_SEP) if joined else []
+def _lines(joined: bytes) -> list[bytes]:
+    return joined.split(_SEP_BYTES) if joined else []
 
 
 # ------------------------------------------------------------------------------------------- sources

@@ -229,7 +229,7 @@ def test_event_over_64_kib_is_rejected_with_the_limit_named() -> None:
 def test_decoding_a_batch_at_once_gives_what_decoding_line_by_line_gives() -> None:
     """An audit replay decodes a bucket of stored lines in one call; any line that would not pass
     ``decode_event`` as it is sends the whole batch back to the line-by-line path (None)."""
-    lines = [json.dumps({**ev, "event_id": f"b-{i}"}, ensure_ascii=False) for i, ev in enumerate(VALID.values())]
+    lines = [json.dumps({**ev, "event_id": f"b-{i}"}, ensure_ascii=False).encode() for i, ev in enumerate(VALID.values())]
     assert len(lines) == len(EVENT_TYPES)
     batch = decode_all_valid(lines)
     assert batch == [decode_event(line) for line in lines]
@@ -238,7 +238,7 @@ def test_decoding_a_batch_at_once_gives_what_decoding_line_by_line_gives() -> No
     naive_due = json.dumps(_base("accepted", item_code="X", due_at="2026-03-20T17:00:00"))
     naive_rec = json.dumps(_base("completed", recorded_at="2026-03-02T09:30:00"))
     wrong = json.dumps(_base("completed", occurred_at="soon"))
-    two = lines[0] + "," + lines[1]  # one "line" holding two events
+    two = lines[0] + b"," + lines[1]  # one "line" holding two events
     huge = json.dumps(_base("intake_rejected", reason="x", padding="y" * MAX_EVENT_BYTES))
-    for odd in (naive, naive_due, naive_rec, wrong, two, huge, "", "[]"):
+    for odd in (naive.encode(), naive_due.encode(), naive_rec.encode(), wrong.encode(), two, huge.encode(), b"", b"[]"):
         assert decode_all_valid([*lines, odd]) is None, odd[:80]
