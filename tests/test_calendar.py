@@ -542,3 +542,25 @@ def test_cli_check() -> None:
 
     res = runner.invoke(app, ["calendar", "check", "2026-13-01"])
     assert res.exit_code != 0 and "YYYY-MM-DD" in res.output
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.floats(min_value=1.70e9, max_value=1.80e9), n=st.integers(min_value=0, max_value=60),
+       pause=st.sampled_from([None, (2, 5), (0, 30), (3, None)]))
+def test_clock_shortcut_equals_the_date_path(t: float, n: int, pause: tuple[int, int | None] | None) -> None:
+    """``Clock.end_after`` (day numbers, memoised) answers what ``end_of(nth(china_date(t), n))`` does,
+    with and without paused dates, on any instant of 2023–2027, both the first time and from the memo."""
+    from rules.clock import Clock, PauseView, china_date, end_of, pause_view
+    from rules.state import Derived, Pause
+
+    clock = Clock(WorkCalendar(fallback="weekends"))
+    pv: PauseView = pause_view(Derived())
+    if pause is not None:
+        start = t + pause[0] * 86400
+        end = start + pause[1] * 86400 if pause[1] is not None else None
+        pv = pause_view(Derived(pauses=(Pause(kind="supplement", start=start, end=end, eid="p"),)))
+    day = clock.nth(china_date(t), n, pv)
+    want = end_of(day) if day is not None else None
+    assert clock.end_after(t, n, pv) == want
+    assert clock.end_after(t, n, pv) == want  # memoised
+    assert clock.working_at(t) == clock.is_working_day(china_date(t))
