@@ -7,8 +7,8 @@ here), then times ``streams.replay.run_replay`` over all of it: the selection qu
 query per bucket, decoding and ordering the lines, the engine (``streams.embedded.run_events``) in
 worker processes, and writing the findings under the replay's run id.
 
-The issue's bar is 10,000,000 events at 100,000 events/s. The engine alone runs at roughly 25–40k
-events/s on one core, so the figure reported is what this machine does, with the time split by stage:
+The issue's bar is 10,000,000 events at 100,000 events/s. The engine alone runs at roughly 60–70k
+events/s on one core (2026-11-24), so the figure reported is what this machine does, with the time split by stage:
 ``stage_seconds`` are wall seconds (decode and engine summed over the workers), and the CPU figures
 (``events_per_cpu_second``, ``where_the_time_goes``) do not change when other work shares the machine,
 which on a shared 2-core machine the wall figures do, a lot (``load_average_1m`` says how busy it was).
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DEFAULT_EVENTS = 4_000_000  # about two minutes of replay on the 2-core reference machine with 2 workers (~34k/s)
+DEFAULT_EVENTS = 4_000_000  # about a minute of replay on the 2-core reference machine with 2 workers (~70k/s)
 
 
 def _store(events_wanted: int, workdir: Path) -> dict[str, Any]:
