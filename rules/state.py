@@ -291,10 +291,6 @@ def first_step(facts: Sequence[Fact], step: str) -> Fact | None:
     return None
 
 
-def _intern(value: str | None) -> str | None:
-    return intern(value) if value is not None else None
-
-
 def _without_trailing_nones(fields: Sequence[str | None]) -> tuple[str | None, ...]:
     """An intake's fields as ``Intake.fields`` keeps them (``Intake.field`` reads a missing one as None)."""
     end = len(fields)
@@ -315,9 +311,12 @@ def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:
     True when the best intake changed."""
     a = ev.applicant
     accepted = isinstance(ev, Accepted)
-    fields = _without_trailing_nones((_intern(ev.item_code), _intern(ev.department), _intern(ev.window),
-                                      _intern(ev.region_code), a.name if a else None, a.id_number if a else None,
-                                      a.phone if a else None))
+    # Item, department, window and region repeat across cases: one copy of each string in memory.
+    code, dept, window, region = ev.item_code, ev.department, ev.window, ev.region_code
+    fields = _without_trailing_nones((
+        intern(code) if code is not None else None, intern(dept) if dept is not None else None,
+        intern(window) if window is not None else None, intern(region) if region is not None else None,
+        *((a.name, a.id_number, a.phone) if a is not None else _NONES[:3])))
     rec = Intake(0 if accepted else 1, t, ev.event_id, fields,
                  ev.due_at.timestamp() if accepted and ev.due_at is not None else None)  # type: ignore[union-attr]
     intakes = info.intakes
