@@ -294,15 +294,17 @@ class ChdbWarehouse(BaseWarehouse):
             except RuntimeError as exc:
                 raise WarehouseError(f"chDB: {exc}") from exc
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def _run(self, sql: str, params: dict[str, Any] | None, fmt: str) -> Any:
         text, bound = bind(sql, params, "chdb", self.dialect)
         session = self._session()
         with self._entry[2]:
             try:
-                result = session.query(text, "ArrowTable", params=bound)
+                return session.query(text, fmt, params=bound)
             except RuntimeError as exc:
                 raise WarehouseError(f"chDB: {exc}") from exc
-        return _aware_rows(result)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return _aware_rows(self._run(sql, params, "ArrowTable"))
 
     def query_bytes(self, sql: str, params: dict[str, Any] | None = None) -> bytes:
         """The bytes a query writes (format RawBLOB: a one-value result, unescaped).
@@ -310,14 +312,7 @@ class ChdbWarehouse(BaseWarehouse):
         For results that are one big string (a replay bucket's lines, joined in SQL): no Arrow table
         and no Python object per row.
         """
-        text, bound = bind(sql, params, "chdb", self.dialect)
-        session = self._session()
-        with self._entry[2]:
-            try:
-                result = session.query(text, "RawBLOB", params=bound)
-            except RuntimeError as exc:
-                raise WarehouseError(f"chDB: {exc}") from exc
-        return result.bytes()
+        return self._run(sql, params, "RawBLOB").bytes()
 
     def prepare(self, table: str, columns: dict[str, list[Any]]) -> Prepared | None:
         """Columns of Python values -> an Arrow table ready to write (the GIL-bound half of an insert)."""
