@@ -77,7 +77,6 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
 # done before the close); before the close no procedure deadline reads the steps.
 _TRIGGERS_CLOSED: dict[str, tuple[str, ...]] = {**_TRIGGERS, "step_completed": ("steps", "procedure")}
 
-_NO_INTAKE_OK = {"submitted", "accepted"}
 _INTAKES = (Submitted, Accepted)
 
 
@@ -150,7 +149,7 @@ class Engine:
         findings: list[Finding] = []
         notes: list[Note] = []
         eid = event.event_id
-        for f in state.facts:  # every applied event is a fact (CaseState.has_applied, inlined: once per event)
+        for f in state.facts:  # every applied event is a fact: the facts are the duplicate index (no second copy)
             if f.eid == eid:
                 notes.append(Note(kind="duplicate_event", case_id=state.case_id, event_id=eid,
                                   message=f"event {eid} was already applied; the repeat changes nothing"))

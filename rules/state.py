@@ -236,13 +236,6 @@ class CaseState(msgspec.Struct, gc=False):
     dues: list[float | None] = []  # earliest pending deadline per rule family (engine's _FAMILIES order)
     seq: int = 0
 
-    def has_applied(self, event_id: str) -> bool:
-        """Every applied event is a fact, so the facts are the duplicate index (no second copy of ids)."""
-        for f in self.facts:
-            if f.eid == event_id:
-                return True
-        return False
-
     def has_fired(self, key: str) -> bool:
         i = bisect.bisect_left(self.fired, key)
         return i < len(self.fired) and self.fired[i] == key
