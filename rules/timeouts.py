@@ -8,6 +8,7 @@ one message and one id.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from rules.clock import PauseView, china_date, end_of, pause_view
 from rules.context import CaseContext, Deadline, fmt_day, fmt_time
@@ -22,10 +23,11 @@ def _min(a: float | None, b: float | None) -> float | None:
     return b
 
 
-def clock_start(ctx: CaseContext) -> float | None:
+def clock_start(ctx: CaseContext, intake_end: float | None = None) -> float | None:
     """The instant the limit counts from: acceptance, or submission when intake was late (第32条).
 
-    Limits count working days after the China date of this instant.
+    Limits count working days after the China date of this instant. ``intake_end``: the end of the last
+    day intake may take, when the caller has it already.
     """
     d = ctx.d
     acc = d.accepted_t
@@ -33,12 +35,13 @@ def clock_start(ctx: CaseContext) -> float | None:
         return None
     sub = d.submitted_t
     if sub is not None:
-        limit = ctx.clock.end_after(sub, ctx.config.intake_days)  # end of the last day intake may take
+        limit = intake_end if intake_end is not None else ctx.clock.end_after(sub, ctx.config.intake_days)
         if limit is not None and acc >= limit:
             return sub
     return acc
 
 
+@lru_cache(maxsize=1024)  # a handful of limits and one configuration: asked once per promised deadline
 def warning_day_number(n: int, days_left: int, fraction: float) -> int:
     """Which working day of an N-day limit the warning fires at the start of (docs/rules.md)."""
     by_left = n - days_left + 1
@@ -95,6 +98,7 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     clock = ctx.clock
     terminal = d.terminal_t
 
+    i_at = None
     if d.submitted_t is not None:
         i_at = clock.end_after(d.submitted_t, cfg.intake_days)
         if i_at is not None:
@@ -109,7 +113,7 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
                          f"{LAW}第三十二条"),
             ))
 
-    s_t = clock_start(ctx)
+    s_t = clock_start(ctx, i_at)
     if s_t is None:
         return
     item = ctx.item
