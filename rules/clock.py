@@ -8,7 +8,7 @@ that falls after its start unknown (None) until it ends.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
 from rules.calendar import WorkCalendar
@@ -16,6 +16,26 @@ from rules.state import Derived
 
 _UTC8 = 8 * 3600
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCHS: dict[tzinfo, datetime] = {}  # fixed offset -> 1970-01-01 00:00 UTC expressed in it (a memo)
+
+
+def instant(dt: datetime) -> float:
+    """Epoch seconds of ``dt``: equal to ``dt.timestamp()``, at half its cost for a fixed UTC offset.
+
+    ``timestamp()`` on an aware time calls the zone's ``utcoffset`` for both sides of a subtraction
+    (~450 ns); the drivers and the engine need two per event. Subtracting the epoch written in the same
+    fixed-offset zone is a plain subtraction. Any other zone (or a naive time) goes the stock way.
+    """
+    tz = dt.tzinfo
+    epoch = _EPOCHS.get(tz)  # type: ignore[arg-type]
+    if epoch is None:
+        if type(tz) is not timezone:
+            return dt.timestamp()
+        epoch = _EPOCHS[tz] = _EPOCH_UTC.astimezone(tz)  # type: ignore[arg-type]
+    return (dt - epoch).total_seconds()
 
 
 def china_date(t: float) -> date:

@@ -21,7 +21,7 @@ import msgspec
 from rules import fees, procedure, quality, timeouts
 from rules.calendar import CalendarError, WorkCalendar
 from rules.catalog import Catalog, CatalogSet, Item, load_catalog
-from rules.clock import Clock, china_date, day_end
+from rules.clock import Clock, china_date, day_end, instant
 from rules.config import RuleConfig, load_rule_config
 from rules.context import CaseContext, Deadline
 from rules.facts import CaseFacts
@@ -159,7 +159,7 @@ class Engine:
         # the same findings as in order.
 
         if t is None:
-            t = event.occurred_at.timestamp()
+            t = instant(event.occurred_at)
         rejudge = False
         if isinstance(event, _INTAKES):
             rejudge = self._take_intake(state, event, notes, t)
@@ -198,7 +198,7 @@ class Engine:
                 # does not keep the recorded time, only what later judgements need.
                 rec = event.recorded_at
                 for rule in _ANY_RULES:
-                    rule(ctx, f, rec.timestamp() if rec is not None else None)
+                    rule(ctx, f, instant(rec) if rec is not None else None)
 
         # Only the families this event can move are recomputed; each keeps just its earliest pending
         # instant (no closures or lists kept per case: state for 100,000 open cases must stay small).

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
 
+from rules.clock import instant
 from rules.engine import Engine
 from rules.findings import Finding, Note
 from rules.state import CaseState
@@ -97,7 +98,7 @@ def run_events(engine: Engine, events: list[AnyEvent], until: datetime | None = 
 def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_findings: FindingSink | None,
          on_notes: Callable[[list[Note]], None] | None, progress: Callable[[int], None] | None) -> RunResult:
     result = RunResult(valid=len(events))
-    times = [ev.occurred_at.timestamp() for ev in events]
+    times = [instant(ev.occurred_at) for ev in events]
     order = sorted(range(len(events)), key=times.__getitem__)  # stable: ties keep input order
     states = result.states
     heap: list[tuple[float, str]] = []

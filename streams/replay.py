@@ -54,7 +54,7 @@ import msgspec
 
 from rules.calendar import DEFAULT_OVERRIDES, WorkCalendar
 from rules.catalog import DEFAULT_CATALOG, Catalog, CatalogError, CatalogSet, load_catalog
-from rules.clock import china_date
+from rules.clock import china_date, instant
 from rules.config import RuleConfig, load_rule_config
 from rules.engine import Engine
 from rules.findings import Finding, Note
@@ -386,7 +386,7 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
             bad.append(ev)
             continue
         rec = ev.recorded_at
-        keyed.append((ev.occurred_at.timestamp(), rec.timestamp() if rec is not None else no_rec, ev.event_id,
+        keyed.append((instant(ev.occurred_at), instant(rec) if rec is not None else no_rec, ev.event_id,
                       raw, ev))
     keyed.sort()  # raws are distinct, so the comparison never reaches the event itself
     bad.sort(key=lambda b: b.raw)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import Any
 
+from rules.clock import instant
 from rules.findings import Finding, Note
 from schemas.events import InvalidEvent, decode_event
 from streams.clock import PartitionClocks
@@ -199,7 +200,7 @@ class Supervisor:
                 eff.notes.extend(out.notes)
                 eff.batch_for(p).notes.extend(out.notes)
             eff.decoded.append(ev)
-            clocks.observe(p, ev.occurred_at.timestamp())
+            clocks.observe(p, instant(ev.occurred_at))
         eff.events = len(good)
         self._finish(touched, eff)
         return eff
