@@ -1,6 +1,6 @@
 """The embedded driver: the engine in-process, events from a file or stdin, no broker.
 
-Events are applied in event-time order. A heap of each case's next deadline plays the part of the
+Events are applied in event-time order. An index of each case's next deadline plays the part of the
 live ticker, so a case with no further events still has its deadlines fire, at their own instants,
 in the same global order a live run would show them.
 """
@@ -101,7 +101,11 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
     times = [instant(ev.occurred_at) for ev in events]
     order = sorted(range(len(events)), key=times.__getitem__)  # stable: ties keep input order
     states = result.states
-    heap: list[tuple[float, str]] = []
+    # The deadline index: the distinct instants some case waits for, as a heap, and the cases waiting for
+    # each. Deadlines fall mostly on a few instants (24:00 of a working day), so the heap stays a few hundred
+    # entries long where a heap of (instant, case) grew to one entry per case, and each wake-up paid its depth.
+    instants: list[float] = []
+    waiting: dict[float, list[str]] = {}  # instant -> cases (an entry goes stale when the case's deadline moves)
 
     def emit(findings: list[Finding], notes: list[Note]) -> None:
         if findings:
@@ -113,22 +117,31 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
             if on_notes:
                 on_notes(notes)
 
+    def wake(due: float, cid: str) -> None:
+        cases = waiting.get(due)
+        if cases is None:
+            waiting[due] = [cid]
+            heapq.heappush(instants, due)
+        else:
+            cases.append(cid)
+
     def tick(upto: float, strict: bool) -> None:
-        while heap and (heap[0][0] < upto or (not strict and heap[0][0] == upto)):
-            due, cid = heapq.heappop(heap)
-            st = states[cid]
-            if st.next_due != due:
-                continue  # stale entry: the case's deadline moved since it was pushed
-            out = engine.advance(st, due)
-            emit(out.findings, out.notes)
-            if st.next_due is not None:
-                heapq.heappush(heap, (st.next_due, cid))
+        while instants and (instants[0] < upto or (not strict and instants[0] == upto)):
+            due = heapq.heappop(instants)
+            for cid in sorted(set(waiting.pop(due))):  # cases of one instant in case order, every run alike
+                st = states[cid]
+                if st.next_due != due:
+                    continue  # stale entry: the case's deadline moved since it was indexed
+                out = engine.advance(st, due)
+                emit(out.findings, out.notes)
+                if st.next_due is not None:
+                    wake(st.next_due, cid)
 
     apply, known, push = engine.apply, states.get, heapq.heappush  # the loop runs once per event
     for n, i in enumerate(order):
         ev = events[i]
         t = times[i]
-        if heap and heap[0][0] < t:
+        if instants and instants[0] < t:
             tick(t, strict=True)
         cid = ev.case_id
         prev = known(cid)
@@ -141,7 +154,12 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
             emit(out.findings, out.notes)
         due = st.next_due
         if due is not None and due != due_before:
-            push(heap, (due, cid))
+            cases = waiting.get(due)  # wake(), inlined
+            if cases is None:
+                waiting[due] = [cid]
+                push(instants, due)
+            else:
+                cases.append(cid)
         if progress and n % 10000 == 0:
             progress(n)
     last = events[order[-1]].occurred_at if order else None
