@@ -30,8 +30,12 @@ class Deadline(msgspec.Struct, frozen=True):
     occurrence: str
     at: float
     satisfied: float | None
-    render: Callable[[], tuple[str, str]]  # -> (message, basis), built only when it fires
+    render: Callable[..., tuple[str, str]]  # render(*args) -> (message, basis), called only when it fires
     officer: str | None = None
+    args: tuple = ()  # what ``render`` needs: a module-level function and its values cost less than a closure
+
+    def message(self) -> tuple[str, str]:
+        return self.render(*self.args)
 
 
 def fmt_day(t: float) -> str:

@@ -310,7 +310,7 @@ class Engine:
         if due:
             due.sort(key=lambda x: (x.at, x.rule, x.occurrence))
             for dl in due:
-                message, basis = dl.render()
+                message, basis = dl.message()
                 ctx.raise_finding(dl.rule, dl.occurrence, dl.at, message, basis, officer=dl.officer,
                                   deadline=dl.at)
         state.next_due = _earliest(dues)

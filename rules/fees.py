@@ -92,23 +92,16 @@ def _settlement(ctx: CaseContext, out: list[Deadline]) -> None:
             if f.t <= x and f.type in sums and f.num is not None:
                 sums[f.type] += f.num  # type: ignore[operator]
         assessed, paid, waived = sums["fee_assessed"], sums["fee_paid"], sums["fee_waived"]
-        out.append(Deadline(
-            "FEE.AMOUNT_MISMATCH", "completion", x, x if paid + waived == assessed else None,
-            lambda: (f"{ctx.item_label()}办结时应收{_fmt(assessed)}，实收{_fmt(paid)}、减免{_fmt(waived)}，"
-                     f"合计{_fmt(paid + waived)}，与应收不符。", PRICE_LAW),
-        ))
+        out.append(Deadline("FEE.AMOUNT_MISMATCH", "completion", x, x if paid + waived == assessed else None,
+                            _mismatch_message, None, (ctx, assessed, paid, waived)))
     if d.delivered_t is not None and d.assessed:
         x2 = d.delivered_t
         due = [c for c, t in d.assessed_first.items() if t <= x2]
         if due:
             settle = [d.settled.get(c) for c in due]
             satisfied = max(settle) if all(t is not None for t in settle) else None  # type: ignore[type-var]
-            unpaid = [c for c in due if d.settled.get(c) is None or d.settled[c] > x2]
-            out.append(Deadline(
-                "FEE.DELIVERED_UNPAID", d.delivered_eid or "delivered", x2, satisfied,
-                lambda: (f"{ctx.item_label()}{fmt_time(x2)}出证送达时，收费项目{'、'.join(unpaid)}尚未缴费或减免。",
-                         "票款分离规定：先缴费、后出证"),
-            ))
+            out.append(Deadline("FEE.DELIVERED_UNPAID", d.delivered_eid or "delivered", x2, satisfied,
+                                _unpaid_message, None, (ctx, x2, due)))
 
 
 def _not_refunded(ctx: CaseContext, out: list[Deadline]) -> None:
@@ -120,12 +113,26 @@ def _not_refunded(ctx: CaseContext, out: list[Deadline]) -> None:
     if not ends:
         return
     t_end = min(ends)
-    days = ctx.config.refund_days
-    at = ctx.clock.end_after(t_end, days)
+    at = ctx.clock.end_after(t_end, ctx.config.refund_days)
     if at is None:
         return
-    out.append(Deadline(
-        "FEE.NOT_REFUNDED", "refund", at, d.refunded_t,
-        lambda: (f"{ctx.item_label()}已于{fmt_time(t_end)}终止（不予受理/不予许可/撤回），已收{_fmt(d.paid_total)}，"
-                 f"应在{days}个工作日内（{fmt_time(at)}前）退还，逾期未退。", PRICE_LAW),
-    ))
+    out.append(Deadline("FEE.NOT_REFUNDED", "refund", at, d.refunded_t, _refund_message, None, (ctx, t_end, at)))
+
+
+# Messages are built only when a finding fires; module-level functions, not closures (see rules/timeouts.py).
+
+def _mismatch_message(ctx: CaseContext, assessed: Decimal, paid: Decimal, waived: Decimal) -> tuple[str, str]:
+    return (f"{ctx.item_label()}办结时应收{_fmt(assessed)}，实收{_fmt(paid)}、减免{_fmt(waived)}，"
+            f"合计{_fmt(paid + waived)}，与应收不符。", PRICE_LAW)
+
+
+def _unpaid_message(ctx: CaseContext, x2: float, due: list[str]) -> tuple[str, str]:
+    settled = ctx.d.settled
+    unpaid = [c for c in due if settled.get(c) is None or settled[c] > x2]
+    return (f"{ctx.item_label()}{fmt_time(x2)}出证送达时，收费项目{'、'.join(unpaid)}尚未缴费或减免。",
+            "票款分离规定：先缴费、后出证")
+
+
+def _refund_message(ctx: CaseContext, t_end: float, at: float) -> tuple[str, str]:
+    return (f"{ctx.item_label()}已于{fmt_time(t_end)}终止（不予受理/不予许可/撤回），已收{_fmt(ctx.d.paid_total)}，"
+            f"应在{ctx.config.refund_days}个工作日内（{fmt_time(at)}前）退还，逾期未退。", PRICE_LAW)

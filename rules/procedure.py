@@ -142,15 +142,8 @@ def _on_close(ctx: CaseContext, out: list[Deadline]) -> None:
     if x is None:
         return
     officer = d.close_officer
-
-    def what() -> str:  # only when a finding fires
-        return "办结" if x == d.completed_t and d.close_eid != _decided_eid(ctx) else "作出决定"
-
-    out.append(Deadline(
-        "PROCEDURE.NOT_ACCEPTED", "not_accepted", x, d.accepted_t,
-        lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what()}，但没有受理记录。", f"{LAW}第三十二条"),
-        officer=officer,
-    ))
+    out.append(Deadline("PROCEDURE.NOT_ACCEPTED", "not_accepted", x, d.accepted_t, _not_accepted_message,
+                        officer, (ctx, x)))
     item = ctx.item
     if item is not None and item.steps:
         steps = d.steps
@@ -162,16 +155,27 @@ def _on_close(ctx: CaseContext, out: list[Deadline]) -> None:
                 break
             if satisfied is None or done > satisfied:
                 satisfied = done
+        out.append(Deadline("PROCEDURE.SKIPPED_STEP", "skipped", x, satisfied, _skipped_message, officer, (ctx, x)))
 
-        def missing() -> str:
-            return "、".join(s for s in item.steps if (t := d.steps.get(s)) is None or t > x)
 
-        out.append(Deadline(
-            "PROCEDURE.SKIPPED_STEP", "skipped", x, satisfied,
-            lambda: (f"{ctx.item_label()}于{fmt_time(x)}{what()}，缺少必经环节：{missing()}"
-                     f"（规定环节：{'→'.join(item.steps)}）。", ctx.catalog_basis("办理环节 " + "→".join(item.steps))),
-            officer=officer,
-        ))
+# Messages are built only when a finding fires; module-level functions, not closures (see rules/timeouts.py).
+
+def _close_verb(ctx: CaseContext, x: float) -> str:
+    d = ctx.d
+    return "办结" if x == d.completed_t and d.close_eid != _decided_eid(ctx) else "作出决定"
+
+
+def _not_accepted_message(ctx: CaseContext, x: float) -> tuple[str, str]:
+    return f"{ctx.item_label()}于{fmt_time(x)}{_close_verb(ctx, x)}，但没有受理记录。", f"{LAW}第三十二条"
+
+
+def _skipped_message(ctx: CaseContext, x: float) -> tuple[str, str]:
+    item = ctx.item
+    steps = ctx.d.steps
+    missing = "、".join(s for s in item.steps if (t := steps.get(s)) is None or t > x)  # type: ignore[union-attr]
+    order = "→".join(item.steps)  # type: ignore[union-attr]
+    return (f"{ctx.item_label()}于{fmt_time(x)}{_close_verb(ctx, x)}，缺少必经环节：{missing}（规定环节：{order}）。",
+            ctx.catalog_basis("办理环节 " + order))
 
 
 def _decided_eid(ctx: CaseContext) -> str | None:
@@ -188,9 +192,10 @@ def _on_the_spot(ctx: CaseContext, out: list[Deadline]) -> None:
     if item is None or item.kind != "on_the_spot" or d.accepted_t is None:
         return
     acc = d.accepted_t
-    at = day_end(acc)
-    out.append(Deadline(
-        "PROCEDURE.ON_THE_SPOT_LATE", "on_the_spot", at, d.terminal_t,
-        lambda: (f"{ctx.item_label()}为即办件，于{fmt_time(acc)}受理，应当日办结，当日未办结。",
-                 ctx.catalog_basis("即办件 当场办结")),
-    ))
+    out.append(Deadline("PROCEDURE.ON_THE_SPOT_LATE", "on_the_spot", day_end(acc), d.terminal_t,
+                        _on_the_spot_message, None, (ctx, acc)))
+
+
+def _on_the_spot_message(ctx: CaseContext, acc: float) -> tuple[str, str]:
+    return (f"{ctx.item_label()}为即办件，于{fmt_time(acc)}受理，应当日办结，当日未办结。",
+            ctx.catalog_basis("即办件 当场办结"))

@@ -35,24 +35,23 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
         if at is None:
             continue
         fixed = min((r for r in d.rating_resolved if r >= t), default=None)
-        out.append(Deadline("QUALITY.BAD_RATING_UNRESOLVED", eid, at, fixed, _rating_msg(ctx, t, at)))
+        out.append(Deadline("QUALITY.BAD_RATING_UNRESOLVED", eid, at, fixed, _rating_msg, None, (ctx, t, at)))
     for t, eid, cid in d.complaints:
         at = ctx.clock.end_after(t, cfg.complaint_days)
         if at is None:
             continue
         fixed = min((r for r, rid in d.complaint_resolved if r >= t and (cid is None or rid is None or rid == cid)),
                     default=None)
-        out.append(Deadline("QUALITY.COMPLAINT_OVERDUE", cid or eid, at, fixed, _complaint_msg(ctx, t, at, cid)))
+        out.append(Deadline("QUALITY.COMPLAINT_OVERDUE", cid or eid, at, fixed, _complaint_msg, None,
+                            (ctx, t, at, cid)))
 
 
-def _rating_msg(ctx: CaseContext, t: float, at: float) -> Callable[[], tuple[str, str]]:
-    days = ctx.config.bad_rating_days
-    return lambda: (f"{ctx.item_label()}于{fmt_time(t)}收到差评，整改时限{days}个工作日，"
-                    f"应于{fmt_time(at)}前完成回访整改，逾期未整改。", RATING_BASIS)
+def _rating_msg(ctx: CaseContext, t: float, at: float) -> tuple[str, str]:
+    return (f"{ctx.item_label()}于{fmt_time(t)}收到差评，整改时限{ctx.config.bad_rating_days}个工作日，"
+            f"应于{fmt_time(at)}前完成回访整改，逾期未整改。", RATING_BASIS)
 
 
-def _complaint_msg(ctx: CaseContext, t: float, at: float, cid: str | None) -> Callable[[], tuple[str, str]]:
-    days = ctx.config.complaint_days
+def _complaint_msg(ctx: CaseContext, t: float, at: float, cid: str | None) -> tuple[str, str]:
     label = f"投诉{cid}" if cid else "投诉"
-    return lambda: (f"{ctx.item_label()}{label}于{fmt_time(t)}提出，办理时限{days}个工作日，"
-                    f"应于{fmt_time(at)}前办结，逾期未办结。", "政务服务投诉处理规定（本地配置时限）")
+    return (f"{ctx.item_label()}{label}于{fmt_time(t)}提出，办理时限{ctx.config.complaint_days}个工作日，"
+            f"应于{fmt_time(at)}前办结，逾期未办结。", "政务服务投诉处理规定（本地配置时限）")

@@ -106,12 +106,8 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
             if d.pauses:  # told what to supplement (一次性告知) also answers the intake in time
                 i_ok = _min(i_ok, min((p.start for p in d.pauses if p.kind == "supplement"), default=None))
         if i_at is not None and (i_ok is None or i_ok > i_at):  # a deadline already met is not kept
-            out.append(Deadline(
-                "TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at, i_ok,
-                lambda: (f"{ctx.item_label()}于{fmt_time(d.submitted_t)}收件，应在{cfg.intake_days}个工作日内"
-                         f"（{fmt_day(i_at - 1)}前）作出是否受理的决定或一次性告知补正，逾期未处理。",
-                         f"{LAW}第三十二条"),
-            ))
+            out.append(Deadline("TIMEOUT.INTAKE_OVERDUE", "TIMEOUT.INTAKE_OVERDUE", i_at, i_ok,
+                                _intake_message, None, (ctx, i_at)))
 
     s_t = clock_start(ctx, i_at)
     if s_t is None:
@@ -123,46 +119,26 @@ def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
     promised = promised_limit(ctx, s_t, pv)
     if promised is not None:
         n, p_at, w_at, k = promised
-        due_at = ctx.state.info.due_at
-
-        def source() -> str:  # built only when a finding fires: formatting is the costly part
-            text = (f"受理时公布的承诺办结时间{fmt_time(due_at)}" if due_at is not None
-                    else f"承诺时限{item.promised_days}个工作日")  # type: ignore[union-attr]
-            return text + (f"，延期{ext}个工作日" if ext else "")
-
         if terminal is None or terminal > p_at:
-            out.append(Deadline(
-                "TIMEOUT.PROMISED_OVERDUE", "TIMEOUT.PROMISED_OVERDUE", p_at, terminal,
-                lambda: (f"{ctx.item_label()}{source()}，应于{fmt_time(p_at)}前办结，逾期未办结。",
-                         ctx.catalog_basis(source())),
-            ))
+            out.append(Deadline("TIMEOUT.PROMISED_OVERDUE", "TIMEOUT.PROMISED_OVERDUE", p_at, terminal,
+                                _promised_message, None, (ctx, p_at)))
         if w_at is not None and (terminal is None or terminal > w_at):
-            left = n - k + 1
-            out.append(Deadline(
-                "TIMEOUT.PROMISED_WARNING", "TIMEOUT.PROMISED_WARNING", w_at, terminal,
-                lambda: (f"{ctx.item_label()}{source()}，截至{fmt_day(w_at)}仅剩{left}个工作日，"  # type: ignore[arg-type]
-                         f"须于{fmt_time(p_at)}前办结。", ctx.catalog_basis(source())),
-            ))
+            out.append(Deadline("TIMEOUT.PROMISED_WARNING", "TIMEOUT.PROMISED_WARNING", w_at, terminal,
+                                _warning_message, None, (ctx, w_at, n - k + 1, p_at)))
 
     m = (item.statutory_days if item is not None else cfg.default_statutory_days) + ext
     st_at = statutory_limit(ctx, s_t, pv)
     st_ok = _min(terminal, d.decided_t)
     if st_at is not None and (st_ok is None or st_ok > st_at):
-        out.append(Deadline(
-            "TIMEOUT.STATUTORY_OVERDUE", "TIMEOUT.STATUTORY_OVERDUE", st_at, st_ok,
-            lambda: (f"{ctx.item_label()}法定时限{m - ext}个工作日" + (f"（含延期{ext}个工作日）" if ext else "")
-                     + f"，应于{fmt_time(st_at)}前作出决定，逾期未决定。",  # type: ignore[arg-type]
-                     f"{LAW}第四十二条" + ("、第四十五条" if d.pauses else "")),
-        ))
+        out.append(Deadline("TIMEOUT.STATUTORY_OVERDUE", "TIMEOUT.STATUTORY_OVERDUE", st_at, st_ok,
+                            _statutory_message, None, (ctx, m, ext, st_at)))
 
     for p in d.pauses:
         if p.kind == "suspension" and p.planned_days:
             at3 = clock.end_after(p.start, p.planned_days)
             if at3 is not None:
-                out.append(Deadline(
-                    "TIMEOUT.SUSPENSION_OVERRUN", p.eid, at3, _min(p.end, terminal),
-                    _suspension_message(ctx, p.start, p.planned_days, at3),
-                ))
+                out.append(Deadline("TIMEOUT.SUSPENSION_OVERRUN", p.eid, at3, _min(p.end, terminal),
+                                    _suspension_message, None, (ctx, p.start, p.planned_days, at3)))
 
 
 def step_deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
@@ -184,21 +160,54 @@ def step_deadlines(ctx: CaseContext, out: list[Deadline]) -> None:
         if limit is not None:
             at2 = clock.end_after(prev_t, limit, pv)
             if at2 is not None:
-                out.append(Deadline(
-                    "TIMEOUT.STEP_OVERDUE", step, at2, _min(done, terminal),
-                    _step_message(ctx, step, limit, at2),
-                    officer=None,  # who completes the step later is not known when the deadline passes
-                ))
+                out.append(Deadline(  # officer: who completes the step later is not known when it passes
+                    "TIMEOUT.STEP_OVERDUE", step, at2, _min(done, terminal), _step_message,
+                    None, (ctx, step, limit, at2)))
         if done is None:
             break
         prev_t = max(prev_t, done)
 
 
-def _step_message(ctx: CaseContext, step: str, limit: int, at: float):
-    return lambda: (f"{ctx.item_label()}「{step}」环节时限{limit}个工作日，应于{fmt_time(at)}前完成，逾期未完成。",
-                    ctx.catalog_basis(f"环节时限 {step} {limit}个工作日"))
+# Messages: built only when a deadline fires (formatting is the costly part), from the values the
+# deadline was computed with. Module-level functions and an argument tuple, not closures: families run
+# on most events, and a closure per deadline (with its cells) cost more than the rest of the deadline.
+
+def _intake_message(ctx: CaseContext, i_at: float) -> tuple[str, str]:
+    cfg = ctx.config
+    return (f"{ctx.item_label()}于{fmt_time(ctx.d.submitted_t)}收件，应在{cfg.intake_days}个工作日内"  # type: ignore[arg-type]
+            f"（{fmt_day(i_at - 1)}前）作出是否受理的决定或一次性告知补正，逾期未处理。", f"{LAW}第三十二条")
 
 
-def _suspension_message(ctx: CaseContext, start: float, days: int, at: float):
-    return lambda: (f"{ctx.item_label()}于{fmt_time(start)}进入特别程序，计划{days}个工作日，"
-                    f"应于{fmt_time(at)}前恢复办理，逾期未恢复。", f"{LAW}第四十五条")
+def _promised_source(ctx: CaseContext) -> str:
+    due_at = ctx.state.info.due_at
+    ext = ctx.d.extension_days
+    text = (f"受理时公布的承诺办结时间{fmt_time(due_at)}" if due_at is not None
+            else f"承诺时限{ctx.item.promised_days}个工作日")  # type: ignore[union-attr]
+    return text + (f"，延期{ext}个工作日" if ext else "")
+
+
+def _promised_message(ctx: CaseContext, p_at: float) -> tuple[str, str]:
+    source = _promised_source(ctx)
+    return (f"{ctx.item_label()}{source}，应于{fmt_time(p_at)}前办结，逾期未办结。", ctx.catalog_basis(source))
+
+
+def _warning_message(ctx: CaseContext, w_at: float, left: int, p_at: float) -> tuple[str, str]:
+    source = _promised_source(ctx)
+    return (f"{ctx.item_label()}{source}，截至{fmt_day(w_at)}仅剩{left}个工作日，须于{fmt_time(p_at)}前办结。",
+            ctx.catalog_basis(source))
+
+
+def _statutory_message(ctx: CaseContext, m: int, ext: int, st_at: float) -> tuple[str, str]:
+    return (f"{ctx.item_label()}法定时限{m - ext}个工作日" + (f"（含延期{ext}个工作日）" if ext else "")
+            + f"，应于{fmt_time(st_at)}前作出决定，逾期未决定。",
+            f"{LAW}第四十二条" + ("、第四十五条" if ctx.d.pauses else ""))
+
+
+def _step_message(ctx: CaseContext, step: str, limit: int, at: float) -> tuple[str, str]:
+    return (f"{ctx.item_label()}「{step}」环节时限{limit}个工作日，应于{fmt_time(at)}前完成，逾期未完成。",
+            ctx.catalog_basis(f"环节时限 {step} {limit}个工作日"))
+
+
+def _suspension_message(ctx: CaseContext, start: float, days: int, at: float) -> tuple[str, str]:
+    return (f"{ctx.item_label()}于{fmt_time(start)}进入特别程序，计划{days}个工作日，"
+            f"应于{fmt_time(at)}前恢复办理，逾期未恢复。", f"{LAW}第四十五条")
