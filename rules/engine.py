@@ -128,6 +128,7 @@ class Engine:
         self.config = config
         # (catalog version, item code) -> (catalog, item): resolved once, not on every event of every case
         self._resolved: dict[tuple[str | None, str | None], tuple[Catalog | None, Item | None]] = {}
+        self._in_force: dict[int, str] = {}  # China day number -> catalog version in force that day
 
     @classmethod
     def default(cls, catalog_path: str | None = None, config_path: str | None = None) -> Engine:
@@ -259,17 +260,23 @@ class Engine:
     def _take_intake(self, state: CaseState, event: Submitted | Accepted, notes: list[Note], t: float) -> bool:
         """Returns True when the case's identity (item, version) changed and earlier facts need re-judging."""
         info = state.info
-        before = (info.item_code, info.catalog_version)
-        if take_info(info, event, t) or info.catalog_version is None:
+        code_before, version_before = info.item_code, info.catalog_version
+        if take_info(info, event, t) or version_before is None:
             # the catalog in force when the case was accepted (or, before that, submitted)
-            info.catalog_version = self.catalogs.in_force(china_date(info.intakes[0].t)).version
-        cat = self.catalogs.version(info.catalog_version)
-        if (info.item_code is not None and info.item_code != before[0] and cat is not None
-                and cat.item(info.item_code) is None):
-            notes.append(Note(kind="unknown_item", case_id=state.case_id, event_id=event.event_id,
-                              message=f"item code {info.item_code!r} is not in catalog {cat.version}; only the "
-                                      f"statutory, intake and quality rules apply to case {state.case_id}"))
-        return (info.item_code, info.catalog_version) != before and len(state.facts) > 0
+            at = info.intakes[0].t
+            day = int((at + 8 * 3600) // 86400)  # China day number: versions change at most daily
+            version = self._in_force.get(day)
+            if version is None:
+                version = self._in_force[day] = self.catalogs.in_force(china_date(at)).version
+            info.catalog_version = version
+        code = info.item_code
+        if code is not None and code != code_before:
+            cat = self.catalogs.version(info.catalog_version)  # type: ignore[arg-type]
+            if cat is not None and cat.item(code) is None:
+                notes.append(Note(kind="unknown_item", case_id=state.case_id, event_id=event.event_id,
+                                  message=f"item code {code!r} is not in catalog {cat.version}; only the "
+                                          f"statutory, intake and quality rules apply to case {state.case_id}"))
+        return (code != code_before or info.catalog_version != version_before) and len(state.facts) > 0
 
     def deadlines(self, state: CaseState) -> list[Deadline]:
         """Every clock deadline of the case as its facts stand (computed afresh)."""
