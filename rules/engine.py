@@ -46,7 +46,7 @@ _EVENT_RULES: dict[str, list[Handler]] = {}
 for _module in (fees, procedure, quality):
     for _type, _handlers in _module.ON_EVENT.items():
         _EVENT_RULES.setdefault(_type, []).extend(_handlers)
-_ANY_RULES: list[Callable[[CaseContext, Fact, float | None], None]] = list(procedure.ON_ANY)
+_ANY_RULES: list[Callable[[CaseContext, Fact, AnyEvent], None]] = list(procedure.ON_ANY)
 DeadlineRule = Callable[[CaseContext, list[Deadline]], None]
 _FAMILIES: dict[str, DeadlineRule] = {
     "timeouts": timeouts.deadlines,
@@ -85,6 +85,7 @@ _FAMILY_INDEX = {name: i for i, name in enumerate(_FAMILIES)}
 _TRIGGER_INDEXES = {typ: tuple(_FAMILY_INDEX[f] for f in fams) for typ, fams in _TRIGGERS.items()}
 _TRIGGER_INDEXES_CLOSED = {typ: tuple(_FAMILY_INDEX[f] for f in fams) for typ, fams in _TRIGGERS_CLOSED.items()}
 _ALL_INDEXES = tuple(range(len(_FAMILIES)))
+_N_FAMILIES = len(_FAMILIES)
 
 
 def _pending(state: CaseState, deadlines: list[Deadline]) -> float | None:
@@ -197,15 +198,14 @@ class Engine:
             if f is fact:
                 # Rules on the event alone (补录: recorded_at) are judged once, on arrival: the state
                 # does not keep the recorded time, only what later judgements need.
-                rec = event.recorded_at
                 for rule in _ANY_RULES:
-                    rule(ctx, f, instant(rec) if rec is not None else None)
+                    rule(ctx, f, event)
 
         # Only the families this event can move are recomputed; each keeps just its earliest pending
         # instant (no closures or lists kept per case: state for 100,000 open cases must stay small).
         dues = state.dues
-        if len(dues) != len(_FAMILY_RULES):
-            dues[:] = [None] * len(_FAMILY_RULES)
+        if len(dues) != _N_FAMILIES:
+            dues[:] = [None] * _N_FAMILIES
             changed = _ALL_INDEXES
         for i in changed:
             out: list[Deadline] = []

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from rules.clock import day_end
+from rules.clock import day_end, instant
 from rules.context import CaseContext, Deadline, fmt_time
 from rules.registry import LAW
 from rules.state import Fact, first_step
+from schemas.events import AnyEvent
 
 
 def on_step(ctx: CaseContext, f: Fact) -> None:
@@ -100,16 +101,21 @@ def on_after_completion(ctx: CaseContext, f: Fact) -> None:
                           "办件信息办结后不得变更（审批留痕）", officer=f.officer, event_id=f.eid)
 
 
-def on_any(ctx: CaseContext, f: Fact, rec: float | None) -> None:
-    """PROCEDURE.BACKDATED: recorded (``rec``, the event's recorded_at) long after it happened (补录)."""
+def on_any(ctx: CaseContext, f: Fact, ev: AnyEvent) -> None:
+    """PROCEDURE.BACKDATED: recorded (the event's ``recorded_at``) long after it happened (补录).
+
+    The lag is one subtraction of the event's two times (same zone: no offset arithmetic), so the rule
+    costs next to nothing on the events that are on time (all but a few).
+    """
+    rec = ev.recorded_at
     if rec is None:
         return
     tol = ctx.config.backdate_tolerance_hours
-    if rec - f.t > tol * 3600:
-        hours = (rec - f.t) / 3600
+    lag = (rec - ev.occurred_at).total_seconds()
+    if lag > tol * 3600:
         ctx.raise_finding("PROCEDURE.BACKDATED", f.eid, f.t,
-                          f"{ctx.item_label()}「{f.type}」发生于{fmt_time(f.t)}，却在{fmt_time(rec)}才录入系统"
-                          f"（晚{hours:.0f}小时，容忍{tol}小时），疑似补录。",
+                          f"{ctx.item_label()}「{f.type}」发生于{fmt_time(f.t)}，却在{fmt_time(instant(rec))}才录入系统"
+                          f"（晚{lag / 3600:.0f}小时，容忍{tol}小时），疑似补录。",
                           "审批过程实时留痕规定（本地配置容忍时间）", officer=f.officer, event_id=f.eid)
 
 
@@ -123,7 +129,7 @@ ON_EVENT: dict[str, list[Callable[[CaseContext, Fact], None]]] = {
     "fee_paid": _AFTER,
     "fee_waived": _AFTER,
 }
-ON_ANY = [on_any]  # rules on the event alone: (context, fact, recorded_at)
+ON_ANY = [on_any]  # rules on the event alone: (context, fact, the event as received)
 
 
 def deadlines(ctx: CaseContext, out: list[Deadline]) -> None:

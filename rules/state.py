@@ -246,10 +246,6 @@ class CaseState(msgspec.Struct, gc=False):
         self.fired = (*self.fired[:i], key, *self.fired[i:])
 
 
-def _no_payload(ev: AnyEvent) -> tuple[str | None, str | None, Decimal | int | None]:
-    return None, None, None
-
-
 _PAYLOAD = {
     StepCompleted: lambda e: (e.step, None, None),
     Suspended: lambda e: (e.procedure, None, e.planned_days),
@@ -264,17 +260,21 @@ _PAYLOAD = {
     ComplaintResolved: lambda e: (e.complaint_id, None, None),
 }
 # event class -> (its type tag, what its fact keeps): one lookup per event instead of a property and a get
-_FACT_OF = {cls: (tag, _PAYLOAD.get(cls, _no_payload)) for tag, cls in EVENT_TYPES.items()}
+_FACT_OF = {cls: (tag, _PAYLOAD.get(cls)) for tag, cls in EVENT_TYPES.items()}
 
 
 def to_fact(ev: AnyEvent, t: float) -> Fact:
     """Reduce an event to the fields rules read; ``t`` is its occurred_at as epoch seconds."""
     tag, payload = _FACT_OF[type(ev)]
-    s1, s2, num = payload(ev)
     officer = ev.officer_id
     # Officer ids, step names, fee codes and channels repeat across cases: one copy each in memory.
-    return Fact(t, tag, ev.event_id, intern(officer) if officer is not None else None,
-                intern(s1) if s1 is not None else None, intern(s2) if s2 is not None else None, num)
+    if officer is not None:
+        officer = intern(officer)
+    if payload is None:  # submitted, accepted, completed, delivered, …: nothing beyond time and officer
+        return Fact(t, tag, ev.event_id, officer)
+    s1, s2, num = payload(ev)
+    return Fact(t, tag, ev.event_id, officer, intern(s1) if s1 is not None else None,
+                intern(s2) if s2 is not None else None, num)
 
 
 def first_step(facts: Sequence[Fact], step: str) -> Fact | None:
