@@ -8,7 +8,6 @@ further events still has its deadlines fire, at their own instants. Cases are ta
 
 from __future__ import annotations
 
-import bisect
 import gc
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -110,29 +109,28 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
     result = RunResult(valid=len(events))
     times = [instant(ev.occurred_at) for ev in events]
     order = sorted(range(len(events)), key=times.__getitem__)  # stable: ties keep input order
-    sorted_times = [times[i] for i in order]
     last = events[order[-1]].occurred_at if order else None
     end = until or last
     end_t = instant(end) if end is not None else None
-    last_t = sorted_times[-1] if order else None
+    last_t = times[order[-1]] if order else None
 
-    # Each case's positions in the global order, cases in order of their first event.
-    positions: dict[str, list[int]] = {}
-    get = positions.get
-    for pos, i in enumerate(order):
+    # Each case's events (their indexes) in event-time order, cases in order of their first event.
+    by_case: dict[str, list[int]] = {}
+    get = by_case.get
+    for i in order:
         cid = events[i].case_id
         mine = get(cid)
         if mine is None:
-            positions[cid] = [pos]
+            by_case[cid] = [i]
         else:
-            mine.append(pos)
+            mine.append(i)
 
-    # (where the global run emits it, what): an event's outcome at its position, after the deadlines that
-    # fire before it; those fire at the position of the first event later than them (n_events: at the end),
-    # in (instant, case) order.
-    emitted: list[tuple[tuple[int, int, float, str], list[Finding], list[Note]]] = []
+    # What each step emitted, keyed by where a run in global event-time order emits it: an event's outcome
+    # by (its time, 1, its index) — the global order itself; a deadline fired at D by (D, 2, 0, case), i.e.
+    # after every event up to D and before any later one, cases of one instant in case order.
+    emitted: list[tuple[tuple[float, int, int, str], list[Finding], list[Note]]] = []
 
-    def emit(key: tuple[int, int, float, str], findings: list[Finding], notes: list[Note]) -> None:
+    def emit(key: tuple[float, int, int, str], findings: list[Finding], notes: list[Note]) -> None:
         emitted.append((key, findings, notes))
         if findings and on_findings:
             on_findings(findings)
@@ -142,24 +140,24 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
     def fire(st: CaseState, cid: str, due: float) -> None:
         out = engine.advance(st, due)
         if out.findings or out.notes:
-            emit((bisect.bisect_right(sorted_times, due), 0, due, cid), out.findings, out.notes)
+            emit((due, 2, 0, cid), out.findings, out.notes)
 
     states = result.states
     apply = engine.apply
     done = 0
-    for cid, mine in positions.items():
+    for cid, mine in by_case.items():
         st: CaseState | None = None
-        for pos in mine:
-            t = sorted_times[pos]
+        for i in mine:
+            t = times[i]
             if st is not None:
                 due = st.next_due
                 while due is not None and due < t:  # the deadlines a global run fires before this event
                     fire(st, cid, due)
                     due = st.next_due
-            out = apply(st, events[order[pos]], t)
+            out = apply(st, events[i], t)
             st = out.state
             if out.findings or out.notes:
-                emit((pos, 1, 0.0, ""), out.findings, out.notes)
+                emit((t, 1, i, ""), out.findings, out.notes)
             done += 1
             if progress and done % 10000 == 0:
                 progress(done)
@@ -172,7 +170,7 @@ def _run(engine: Engine, events: list[AnyEvent], until: datetime | None, on_find
             due = st.next_due
         if end_t is not None and st.now < end_t:  # the clock reaches `until` (no pending deadline)
             st.now = end_t
-    emitted.sort(key=_first)  # stable; every key is distinct
+    emitted.sort(key=_first)  # every key is distinct
     for _key, findings, notes in emitted:
         result.findings.extend(findings)
         result.notes.extend(notes)
