@@ -367,6 +367,9 @@ def ids_by_bucket(buckets: Sequence[Bucket], case_ids: Iterable[str]) -> list[li
     return out
 
 
+_NO_RECORDED_AT = datetime.min.replace(tzinfo=UTC)  # before any recorded time
+
+
 def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
                  ) -> tuple[list[AnyEvent], list[InvalidEvent]]:
     """Decode stored lines into one total order that does not depend on storage order.
@@ -377,8 +380,8 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
     # As bytes: UTF-8 keeps the order of code points, so the raw tie-break orders as the text would.
     lines = list({r.encode() if isinstance(r, str) else bytes(r) for r in raws})
     bad: list[InvalidEvent] = []
-    keyed: list[tuple[float, float, str, bytes, AnyEvent]] = []
-    no_rec = float("-inf")
+    keyed: list[tuple[float, datetime, str, bytes, AnyEvent]] = []
+    no_rec = _NO_RECORDED_AT
     decoded = decode_all_valid(lines)  # the usual case: every stored line decodes as it is, in one call
     for n, raw in enumerate(lines):
         ev = decoded[n] if decoded is not None else decode_event(raw, naive_tz=naive_tz)
@@ -386,8 +389,9 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
             bad.append(ev)
             continue
         rec = ev.recorded_at
-        keyed.append((instant(ev.occurred_at), instant(rec) if rec is not None else no_rec, ev.event_id,
-                      raw, ev))
+        # recorded_at is compared only between events of the same instant (rare): as the aware datetime it
+        # is, which orders as its instant, without converting every event's
+        keyed.append((instant(ev.occurred_at), rec if rec is not None else no_rec, ev.event_id, raw, ev))
     keyed.sort()  # raws are distinct, so the comparison never reaches the event itself
     bad.sort(key=lambda b: b.raw)
     return [k[4] for k in keyed], bad
