@@ -288,7 +288,9 @@ def decode_all_valid(lines: Sequence[bytes]) -> list[AnyEvent] | None:
     if max(map(len, lines)) > MAX_EVENT_BYTES:
         return None
     try:
-        events = _many_decoder.decode(b"[" + b",".join(lines) + b"]")
+        # one copy of the lines: the brackets ride on the first and last (a bucket is tens of MB)
+        events = _many_decoder.decode(b",".join([b"[" + lines[0], *lines[1:-1], lines[-1] + b"]"])
+                                      if len(lines) > 1 else b"[" + lines[0] + b"]")
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     if len(events) != len(lines):  # a "line" holding two objects joined by a comma, say

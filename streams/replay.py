@@ -370,12 +370,13 @@ def ids_by_bucket(buckets: Sequence[Bucket], case_ids: Iterable[str]) -> list[li
 _NO_RECORDED_AT = datetime.min.replace(tzinfo=UTC)  # before any recorded time
 
 
-def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
+def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None, times: list[float] | None = None,
                  ) -> tuple[list[AnyEvent], list[InvalidEvent]]:
     """Decode stored lines into one total order that does not depend on storage order.
 
     Identical lines are one event (a re-delivery); the rest are ordered by event time, then recorded
     time, event id and the raw line, so even an event re-sent with other content has a fixed place.
+    ``times``, if given, receives each ordered event's time as epoch seconds (for ``run_events``).
     """
     # As bytes: UTF-8 keeps the order of code points, so the raw tie-break orders as the text would.
     lines = list({r.encode() if isinstance(r, str) else bytes(r) for r in raws})
@@ -394,6 +395,8 @@ def order_events(raws: Iterable[str | bytes], naive_tz: timezone | None,
         keyed.append((instant(ev.occurred_at), rec if rec is not None else no_rec, ev.event_id, raw, ev))
     keyed.sort()  # raws are distinct, so the comparison never reaches the event itself
     bad.sort(key=lambda b: b.raw)
+    if times is not None:
+        times.extend([k[0] for k in keyed])
     return [k[4] for k in keyed], bad
 
 
@@ -807,15 +810,18 @@ def judge_bucket(engines: Engines, index: int, raws: list[str], recorded: Mappin
     sees its deadlines fire at the same instants as in one combined run.
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    events, bad = order_events(raws, naive_tz)
+    times: list[float] = []
+    events, bad = order_events(raws, naive_tz, times)
     before = Counter(engines.missing_versions)
     groups: dict[str, list[AnyEvent]] = defaultdict(list)
+    group_times: dict[str, list[float]] = defaultdict(list)
     case_key: dict[str, str] = {}
-    for ev in events:
+    for ev, t in zip(events, times, strict=True):
         key = case_key.get(ev.case_id)
         if key is None:
             key = case_key[ev.case_id] = engines.key_for(recorded.get(ev.case_id))
         groups[key].append(ev)
+        group_times[key].append(t)
     t1, c1 = time.perf_counter(), time.process_time()
     findings: list[Finding] = []
     notes: list[Note] = []
@@ -824,7 +830,7 @@ def judge_bucket(engines: Engines, index: int, raws: list[str], recorded: Mappin
     for key in sorted(groups):
         evs = groups[key]
         tick = (lambda n, s=offset: progress(s + n)) if progress is not None else None
-        out = run_events(engines.engine(key), evs, until=until, progress=tick)
+        out = run_events(engines.engine(key), evs, until=until, progress=tick, times=group_times[key])
         findings.extend(out.findings)
         notes.extend(out.notes)
         cases += out.cases
