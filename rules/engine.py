@@ -21,7 +21,7 @@ import msgspec
 from rules import fees, procedure, quality, timeouts
 from rules.calendar import CalendarError, WorkCalendar
 from rules.catalog import Catalog, CatalogSet, Item, load_catalog
-from rules.clock import Clock, china_date, day_end, instant
+from rules.clock import Clock, china_date, day_end, day_number, instant
 from rules.config import RuleConfig, load_rule_config
 from rules.context import CaseContext, Deadline
 from rules.facts import CaseFacts
@@ -264,7 +264,7 @@ class Engine:
         if take_info(info, event, t) or version_before is None:
             # the catalog in force when the case was accepted (or, before that, submitted)
             at = info.intakes[0].t
-            day = int((at + 8 * 3600) // 86400)  # China day number: versions change at most daily
+            day = day_number(at)  # versions change at most daily
             version = self._in_force.get(day)
             if version is None:
                 version = self._in_force[day] = self.catalogs.in_force(china_date(at)).version

@@ -72,11 +72,6 @@ class Intake(msgspec.Struct, array_like=True, gc=False):
     fields: tuple[str | None, ...]  # item_code, department, window, region_code, name, id_number, phone
     due_at: float | None = None
 
-    @property
-    def rank(self) -> tuple[int, float, str]:
-        """(0 accepted | 1 submitted, event time, event id): the smaller rank wins."""
-        return (self.kind, self.t, self.eid)
-
     def field(self, i: int) -> str | None:
         fields = self.fields
         return fields[i] if i < len(fields) else None
@@ -296,7 +291,9 @@ def _without_trailing_nones(fields: Sequence[str | None]) -> tuple[str | None, .
 _NONES: tuple[None, ...] = (None,) * len(INFO_FIELDS)
 
 
-_rank = operator.attrgetter("kind", "t", "eid")  # Intake.rank, read in C (sorting intakes calls it per intake)
+# An intake's rank: (0 accepted | 1 submitted, event time, event id); the smaller rank wins. Read in C
+# (sorting a case's intakes asks it of each).
+_rank = operator.attrgetter("kind", "t", "eid")
 
 
 def take_info(info: CaseInfo, ev: Submitted | Accepted, t: float) -> bool:

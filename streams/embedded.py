@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO
+from operator import itemgetter
+from typing import BinaryIO
 
 from rules.clock import instant
 from rules.engine import Engine
@@ -176,14 +177,10 @@ def _run(engine: Engine, events: list[AnyEvent], times: list[float], until: date
             due = st.next_due
         if end_t is not None and st.now < end_t:  # the clock reaches `until` (no pending deadline)
             st.now = end_t
-    emitted.sort(key=_first)  # every key is distinct
+    emitted.sort(key=itemgetter(0))  # every key is distinct
     for _key, findings, notes in emitted:
         result.findings.extend(findings)
         result.notes.extend(notes)
     result.until = end
     result.cases = len(states)
     return result
-
-
-def _first(item: tuple) -> Any:
-    return item[0]
