@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 
 from schemas.events import CHINA_TZ
 from tests.warehouse_servers import absent_server_action
-from warehouse import WarehouseError, WarehouseLocked, open_warehouse
+from warehouse import Sink, WarehouseError, WarehouseLocked, open_warehouse
 from warehouse.base import migration_files
 from warehouse.reads import counts
 from warehouse.sql import LEGACY, MODERN, bind, dialect_for_version, render
-from warehouse.synthetic import generate
+from warehouse.synthetic import feed, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,6 +241,38 @@ def test_render_for_old_servers_and_clusters() -> None:
     with pytest.raises(ValueError):
         render(stmt, MODERN, cluster="prov; DROP")
     assert dialect_for_version("18.16.1") is LEGACY and dialect_for_version("24.8.3.59") is MODERN
+    assert not dialect_for_version("20.1.16").part_settings and dialect_for_version("20.1.16").datetime64
+
+
+def test_a_guarded_statement_exists_only_where_the_server_can_run_it() -> None:
+    stmt = "{{IF_PART_SETTINGS}} ALTER TABLE events {{ON_CLUSTER}} MODIFY SETTING min_bytes_for_wide_part = 1"
+    assert render(stmt, MODERN, cluster="prov") == "ALTER TABLE events ON CLUSTER prov MODIFY SETTING min_bytes_for_wide_part = 1"
+    assert render(stmt, LEGACY) == "" and render(stmt, dialect_for_version("20.1.16")) == ""
+    with pytest.raises(ValueError, match="unknown DDL guard"):
+        render("{{IF_TIME_TRAVEL}} SELECT 1", MODERN)
+    runner = CliRunner()
+    legacy = runner.invoke(_app(), ["db", "migrate", "--print", "--dialect", "legacy"])
+    modern = runner.invoke(_app(), ["db", "migrate", "--print", "--dialect", "modern"])
+    assert legacy.exit_code == 0 and modern.exit_code == 0
+    assert "min_bytes_for_wide_part" not in legacy.output and "IF_" not in legacy.output
+    assert modern.output.count("MODIFY SETTING min_bytes_for_wide_part = 134217728") == 7
+
+
+def test_a_sink_batch_is_one_compact_part_not_a_file_per_column(tmp_path: Path) -> None:
+    """Migration 0004: a batch of lines and one of case facts are written as compact parts (one data
+    file), where the wide format made 61 and 148 files per part."""
+    wh = open_warehouse(str(tmp_path / "data"))
+    try:
+        wh.migrate()
+        with Sink(wh, max_rows=100_000, max_seconds=0, chain=False) as sink:
+            feed(sink, generate(40_000, seed=5, spread_days=10).steps)
+        parts = wh.query("SELECT table, part_type, rows FROM system.parts WHERE database = currentDatabase() "
+                         "AND active AND table IN ('events', 'case_facts')")
+        assert {p["table"] for p in parts} == {"events", "case_facts"}
+        assert {p["part_type"] for p in parts} == {"Compact"}
+        assert sum(p["rows"] for p in parts if p["table"] == "events") > 35_000
+    finally:
+        wh.close()
 
 
 def test_bind_turns_placeholders_into_each_backends_form() -> None:

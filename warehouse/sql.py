@@ -34,6 +34,7 @@ class Dialect:
     datetime64: bool  # DateTime64 with milliseconds (20.1+); else DateTime, whole seconds
     low_cardinality: bool  # LowCardinality without an experimental setting (19.x+)
     codecs: bool  # column CODEC(...) (19.x+)
+    part_settings: bool = False  # MergeTree setting min_bytes_for_wide_part, i.e. compact parts (20.3+)
 
     def placeholders(self) -> dict[str, str]:
         return {
@@ -43,18 +44,26 @@ class Dialect:
             "ZSTD": "CODEC(ZSTD(1))" if self.codecs else "",
         }
 
+    def guards(self) -> dict[str, bool]:
+        """``{{IF_X}}`` at the start of a statement: the statement exists only where the server can run it."""
+        return {"IF_PART_SETTINGS": self.part_settings}
 
-MODERN = Dialect("modern", datetime64=True, low_cardinality=True, codecs=True)
+
+MODERN = Dialect("modern", datetime64=True, low_cardinality=True, codecs=True, part_settings=True)
+MODERN_20_1 = Dialect("modern", datetime64=True, low_cardinality=True, codecs=True, part_settings=False)
 LEGACY = Dialect("legacy", datetime64=False, low_cardinality=False, codecs=False)
 
 
 def dialect_for_version(version: str) -> Dialect:
-    """ClickHouse 20.1 introduced DateTime64; older servers (18.16 is the oldest tested) get LEGACY."""
+    """ClickHouse 20.1 introduced DateTime64, 20.3 compact parts; older servers (18.16 is the oldest
+    tested) get LEGACY."""
     try:
         major, minor = (int(p) for p in version.split(".")[:2])
     except ValueError:
         return LEGACY
-    return MODERN if (major, minor) >= (20, 1) else LEGACY
+    if (major, minor) >= (20, 3):
+        return MODERN
+    return MODERN_20_1 if (major, minor) >= (20, 1) else LEGACY
 
 
 def check_identifier(name: str, what: str = "name") -> str:
@@ -67,6 +76,7 @@ def check_identifier(name: str, what: str = "name") -> str:
 # ---------------------------------------------------------------------------------------------- DDL
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+_GUARD = re.compile(r"\s*\{\{(IF_[A-Z_]+)\}\}\s*")
 _CREATE = re.compile(r"CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(Replacing|Aggregating|Summing|Collapsing|)MergeTree(?:\(([^)]*)\))?")
 
@@ -86,7 +96,18 @@ def render(statement: str, dialect: Dialect, cluster: str | None = None, databas
     Replicated tables get the conventional ZooKeeper path ``/clickhouse/tables/{shard}/<db>/<table>``
     and ``{replica}`` from the server's ``<macros>``; the database and table are written literally
     because 18.16 has no ``{database}``/``{table}`` macros.
+
+    A statement that starts with a guard (``{{IF_PART_SETTINGS}}``) renders to ``""`` where the dialect
+    lacks that feature: the caller skips it (a tuning that older servers simply do without).
     """
+    guard = _GUARD.match(statement)
+    if guard:
+        wanted = dialect.guards().get(guard.group(1))
+        if wanted is None:
+            raise ValueError(f"unknown DDL guard {{{{{guard.group(1)}}}}}")
+        if not wanted:
+            return ""
+        statement = statement[guard.end():]
     values = dialect.placeholders()
     values["ON_CLUSTER"] = f"ON CLUSTER {check_identifier(cluster, 'cluster')}" if cluster else ""
 

@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:
             for name, _checksum, statements in migration_files():
                 typer.echo(f"-- {name}")
                 for st in statements:
-                    typer.echo(render(st, d, cluster, database) + ";\n")
+                    sql = render(st, d, cluster, database)
+                    if sql:  # a guarded statement the dialect does without
+                        typer.echo(sql + ";\n")
             return
         wh = _open(target)
         try:
