@@ -71,7 +71,7 @@ def _stored_bytes(wh: Any) -> dict[str, int]:
     return {r["table"]: int(r["b"]) for r in rows}
 
 
-def bench_warehouse(n_events: int = 1_000_000, max_rows: int = 50_000, chunk: int = 1000,
+def bench_warehouse(n_events: int = 1_000_000, max_rows: int = 100_000, chunk: int = 1000,
                     data_dir: str | None = None, seed: int = 7, chain: bool = False,
                     wait_quiet_s: float = 0.0) -> dict[str, Any]:
     """Store ``n_events`` simulated lines (+ facts, findings, notes) into a fresh chDB directory.

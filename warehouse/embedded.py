@@ -237,13 +237,33 @@ _event_json = msgspec.json.Encoder(decimal_format="number")
 _facts_json = msgspec.json.Encoder(decimal_format="string")
 
 
+def _over(blob: bytes, ends: np.ndarray) -> pa.Array:
+    """A binary column whose values are ``blob`` cut before each offset in ``ends``: Arrow reads the
+    bytes object itself (no copy, nothing allocated per value)."""
+    offsets = np.empty(len(ends) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:] = ends
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(blob)])
+
+
 def _json_lines(encoder: msgspec.json.Encoder, objs: list[Any]) -> pa.Array:
-    """One JSON object per struct, as an Arrow column: msgspec writes them all in one C call and
-    Arrow cuts the lines (JSON escapes newlines inside strings, so a newline only ends an object)."""
+    """One JSON object per struct, as an Arrow column: msgspec writes them all in one C call, numpy
+    finds the line ends (JSON escapes newlines inside strings, so a newline only ends an object) and
+    each value keeps its newline, which JSON reads as whitespace."""
     blob = encoder.encode_lines(objs)
-    whole = pa.LargeBinaryArray.from_buffers(  # the bytes object itself, not a copy
-        pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(blob)], dtype=np.int64)), pa.py_buffer(blob)])
-    return pc.split_pattern(whole, b"\n").flatten().slice(0, len(objs))
+    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 10) + 1
+    if len(ends) != len(objs):
+        raise ValueError(f"{len(ends)} JSON lines for {len(objs)} objects")
+    return _over(blob, ends)
+
+
+def _binary(values: list[Any]) -> pa.Array:
+    """Raw lines as a binary column: one join and their lengths (pa.array appends value by value)."""
+    try:
+        blob = b"".join(values)
+    except TypeError:  # a str among them (a caller's test line): the general path encodes it
+        return _arrow("raw", "bytes", values)
+    return _over(blob, np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values))))
 
 
 def _aware_rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -354,7 +374,7 @@ class ChdbWarehouse(BaseWarehouse):
             batch = pa.table({
                 "canon": _json_lines(_event_json, evs),
                 "received_at": _times("received_at", list(map(_received_of, valid))),
-                "raw": _arrow("raw", "bytes", list(map(_raw_of, valid))),
+                "raw": _binary(list(map(_raw_of, valid))),
             })
             out.append(("events", batch, _EVENTS_FROM_JSON))
         if invalid:

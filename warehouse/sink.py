@@ -2,7 +2,9 @@
 
 Small inserts are slow in ClickHouse (each one is a part on disk), so the sink buffers and writes a
 batch when it holds ``max_rows`` rows or when its oldest row is ``max_seconds`` old, whichever comes
-first (a background timer covers the quiet periods when nothing else would trigger a write).
+first (a background timer covers the quiet periods when nothing else would trigger a write). The
+default of 100,000 rows halves the parts, and the merging, of 50,000 (merges: 1.5 → 0.9 CPU-s a
+million lines) for two batches of ~50 MB in memory.
 
 Two threads share the work of a batch: the caller's thread turns Python objects into columns (this
 needs the GIL), a writer thread hands them to ClickHouse (chDB releases the GIL), so on two cores the
@@ -64,7 +66,7 @@ class Sink:
     stored (they are when the same input is run again — writes are idempotent).
     """
 
-    def __init__(self, wh: Any, max_rows: int = 50_000, max_seconds: float = 2.0, chain: bool = True) -> None:
+    def __init__(self, wh: Any, max_rows: int = 100_000, max_seconds: float = 2.0, chain: bool = True) -> None:
         """``chain=False`` skips linking stored lines into their cases' hash chains (warehouse.chain):
         for bulk loads whose chains are built afterwards, or benchmarks of storage alone."""
         if max_rows < 1:
