@@ -327,10 +327,11 @@ class ChdbWarehouse(BaseWarehouse):
         return _aware_rows(self._run(sql, params, "ArrowTable"))
 
     def query_bytes(self, sql: str, params: dict[str, Any] | None = None) -> bytes:
-        """The bytes a query writes (format RawBLOB: a one-value result, unescaped).
+        """The bytes a query writes in format RawBLOB: each row's one value unescaped, the rows one after
+        another with nothing between them (put a separator in the value when there are several).
 
-        For results that are one big string (a replay bucket's lines, joined in SQL): no Arrow table
-        and no Python object per row.
+        For results that are one big string (a replay bucket's lines): no Arrow table and no Python
+        object per row.
         """
         return self._run(sql, params, "RawBLOB").bytes()
 
