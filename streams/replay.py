@@ -867,13 +867,46 @@ def _worker_init(choice: dict[str, Any], catalogs_dir: str | None, rules_config:
     _WORKER["naive"] = naive
 
 
-def _worker_judge(index: int, joined: bytes, recorded: dict[str, str], until: datetime | None) -> BucketOutcome:
-    """One bucket in a worker; the lines arrive joined in one byte string, which pickles far faster than a list."""
+def _worker_judge(index: int, path: str, recorded: dict[str, str], until: datetime | None) -> BucketOutcome:
+    """One bucket in a worker. Its lines, joined in one byte string, wait in a file of the parent's spool
+    (``_Spool``), read and removed here: only the file's name crosses the pool's pipe."""
+    with open(path, "rb") as fh:
+        joined = fh.read()
+    os.unlink(path)
     gc.disable()  # as run_events does: case states hold no cycles, and full scans of them cost more than the rules
     try:
         return judge_bucket(_WORKER["engines"], index, _lines(joined), recorded, until, _WORKER["naive"])
     finally:
         gc.enable()
+
+
+class _Spool:
+    """Where the parent leaves each bucket's lines for a worker: a private directory, in memory
+    (``/dev/shm``) where the system has one, removed with whatever is left in it.
+
+    Not the pool's pipe: a bucket is tens of MB, and a worker that dies (the OOM killer, say) while
+    the parent's feeder thread is writing one to the pipe leaves that thread blocked for good — the
+    parent holds the pipe's read end too — so the pool's shutdown, and the interpreter's exit, would
+    wait forever (CPython 3.11). Small messages never fill the pipe. It also spares a pickled copy of
+    the lines on each side.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        shm = "/dev/shm"
+        base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        self.dir = Path(tempfile.mkdtemp(prefix="esup-replay-", dir=base))
+
+    def put(self, index: int, joined: bytes) -> str:
+        path = self.dir / f"bucket-{index}"
+        path.write_bytes(joined)
+        return str(path)
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def run_replay(source: Source, plan: ReplayPlan, engines: Engines, cases: Sequence[CaseRef], *,
@@ -985,10 +1018,12 @@ def _run_pool(plan: ReplayPlan, todo: list[int], read: Callable[[int], Any], tak
     """Keep ``workers`` + 1 buckets in flight; take each outcome as it finishes."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                initargs=(plan.catalog.to_json(), plan.catalogs_dir, plan.rules_config, naive))
+    spool = _Spool()
     inflight: set[Future[BucketOutcome]] = set()
     queue = list(reversed(todo))
     try:
@@ -999,16 +1034,20 @@ def _run_pool(plan: ReplayPlan, todo: list[int], read: Callable[[int], Any], tak
                 if got is None:
                     skip(i)
                     continue
-                inflight.add(pool.submit(_worker_judge, i, got[0], got[1], plan.until))
+                inflight.add(pool.submit(_worker_judge, i, spool.put(i, got[0]), got[1], plan.until))
             if not inflight:
                 continue
             finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-            for fut in sorted(finished, key=lambda f: f.result().index):
+            for fut in sorted(finished, key=lambda f: f.result().index):  # a dead worker's raises here
                 take(fut.result())
+    except BrokenProcessPool as exc:
+        raise ReplayError("一个引擎工作进程意外退出（可能是内存不足被系统终止）：已完成的分桶已保存，"
+                          "用 --resume 加运行编号继续；内存紧张时减少 --workers") from exc
     finally:
         for fut in inflight:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        spool.close()
 
 
 # -------------------------------------------------------------------------------------- stored runs

@@ -11,8 +11,12 @@ take whole cases, and replay findings never mix with live ones.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import random
 import re
+import signal
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -186,6 +190,63 @@ def test_an_interrupted_replay_resumes_to_the_same_result(month: dict[str, Any])
     assert Checkpoint(state, "audit-1").load().finished
     with pytest.raises(ReplayError, match="--resume"):
         _replay(month, resume="audit-1", state=state, department="公安局")
+
+
+def test_a_worker_killed_mid_replay_stops_it_with_a_clear_error_and_a_resume_finishes_it(
+        month: dict[str, Any]) -> None:
+    """A worker process killed (the OOM killer, say) while buckets are in flight: the replay ends at once
+    with an operator's message instead of hanging, keeps the buckets that finished, and a resume gives
+    the result an uninterrupted replay gives."""
+    whole = month["tmp"] / "whole-killed.jsonl"
+    _replay(month, findings_out=whole, run_id="audit-whole-k", no_store=True)
+    state = month["tmp"] / "state-killed"
+    outcome: dict[str, Any] = {}
+    wh = open_warehouse(str(month["data"]))
+    try:
+        engines = engines_for(CatalogChoice(), None, None)
+        source = WarehouseSource(wh)
+        plan, cases = plan_replay(source, Selection(), engines, run_id="audit-killed", target_events=1500)
+        cp = Checkpoint(state, plan.run_id)
+        cp.plan = plan
+        cp.save()
+        killed: list[int] = []
+
+        def kill_a_worker(n: int) -> None:
+            if not killed:
+                victim = multiprocessing.active_children()[0]
+                os.kill(victim.pid, signal.SIGKILL)
+                killed.append(victim.pid)
+
+        def replay() -> None:
+            try:
+                with Sink(wh) as sink:
+                    run_replay(source, plan, engines, cases, sink=sink, checkpoint=cp, progress=kill_a_worker,
+                               checkpoint_seconds=0, workers=2)
+            except BaseException as exc:  # noqa: BLE001 - inspected below
+                outcome["error"] = exc
+
+        runner = threading.Thread(target=replay, daemon=True)
+        runner.start()
+        runner.join(120)
+        if runner.is_alive():  # unblock it before failing, or the test run itself would hang
+            for child in multiprocessing.active_children():
+                child.kill()
+            runner.join(30)
+            pytest.fail("the replay hung after one of its workers was killed")
+    finally:
+        wh.close()
+    assert killed
+    assert isinstance(outcome.get("error"), ReplayError), outcome
+    assert "工作进程意外退出" in str(outcome["error"]) and "--resume" in str(outcome["error"])
+    saved = Checkpoint(state, "audit-killed").load()
+    assert 0 < len(saved.done) < len(plan.buckets) and not saved.finished
+    assert not list(Path("/dev/shm").glob("esup-replay-*/bucket-*"))  # the spool went with the pool
+
+    resumed = month["tmp"] / "resumed-killed.jsonl"
+    out = _replay(month, resume="audit-killed", state=state, findings_out=resumed, diff=True, workers=2)
+    assert out["result"].skipped_buckets == len(saved.done)
+    assert resumed.read_bytes() == whole.read_bytes()
+    assert out["diff"].empty
 
 
 def _intake_department(events: list[Any]) -> dict[str, str | None]:
