@@ -240,7 +240,7 @@ def test_a_worker_killed_mid_replay_stops_it_with_a_clear_error_and_a_resume_fin
     assert "工作进程意外退出" in str(outcome["error"]) and "--resume" in str(outcome["error"])
     saved = Checkpoint(state, "audit-killed").load()
     assert 0 < len(saved.done) < len(plan.buckets) and not saved.finished
-    assert not list(Path("/dev/shm").glob("esup-replay-*/bucket-*"))  # the spool went with the pool
+    assert not list(Path("/dev/shm").glob("esup-replay-*"))  # the spool went with the pool
 
     resumed = month["tmp"] / "resumed-killed.jsonl"
     out = _replay(month, resume="audit-killed", state=state, findings_out=resumed, diff=True, workers=2)
