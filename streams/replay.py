@@ -1031,8 +1031,7 @@ def _run_pool(plan: ReplayPlan, todo: list[int], read: Callable[[int], Any], tak
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                initargs=(plan.catalog.to_json(), plan.catalogs_dir, plan.rules_config, naive))
     spool = _Spool(workers + 1)
-    inflight: set[Future[BucketOutcome]] = set()
-    slot: dict[Future[BucketOutcome], str] = {}
+    inflight: dict[Future[BucketOutcome], str] = {}  # bucket in a worker -> its spool slot
     queue = list(reversed(todo))
     try:
         while queue or inflight:
@@ -1043,14 +1042,12 @@ def _run_pool(plan: ReplayPlan, todo: list[int], read: Callable[[int], Any], tak
                     skip(i)
                     continue
                 path = spool.put(got[0])
-                fut = pool.submit(_worker_judge, i, path, got[1], plan.until)
-                slot[fut] = path
-                inflight.add(fut)
+                inflight[pool.submit(_worker_judge, i, path, got[1], plan.until)] = path
             if not inflight:
                 continue
-            finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in finished:
-                spool.release(slot.pop(fut))
+                spool.release(inflight.pop(fut))
             for fut in sorted(finished, key=lambda f: f.result().index):  # a dead worker's raises here
                 take(fut.result())
     except BrokenProcessPool as exc:
